@@ -1,0 +1,413 @@
+"""Training command: ``masklens-train --preset {default,paper} --out-dir runs/NAME``.
+
+Runs on one process, or under ``torchrun --nproc_per_node N`` with DistributedDataParallel (gloo on
+CPU, nccl on CUDA). Writes into ``out_dir``: ``config.json`` (the resolved config), ``last.pt`` after
+every epoch (resumable with ``--resume true``), ``history.json`` and, at the end, ``model.pt``: the
+weights alone, stored in fp16, with everything needed to rebuild and run the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from .cli import parse_config
+from .data import CLASSES, NO_REASON, REASONS, Sample, SplitIndex, index_split, write_json
+from .model import (FACENET_NORMALIZATION, IDENTITY_NORMALIZATION, MaskClassifier, Preprocessing,
+                    build_model)
+from .preprocess import load_rgb, to_input_array
+
+CHECKPOINT_FORMAT = "masklens-checkpoint/1"
+NORMALIZATIONS = {"facenet": FACENET_NORMALIZATION, "identity": IDENTITY_NORMALIZATION}
+AUGMENTATIONS = ("none", "flip", "standard")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_root: str = field(default="../shared/data/maskedface-net", metadata={"help": "MaskedFace-Net-style root"})
+    out_dir: str = field(default="runs/default", metadata={"help": "where checkpoints and logs go"})
+    image_size: int = 160
+    normalization: str = field(default="facenet", metadata={"help": "facenet or identity"})
+    augment: str = field(default="standard", metadata={"help": "none, flip or standard"})
+    epochs: int = 3
+    batch_size: int = 32
+    optimizer: str = field(default="adamw", metadata={"help": "adam or adamw"})
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    schedule: str = field(default="onecycle", metadata={"help": "constant or onecycle"})
+    label_smoothing: float = 0.1
+    reason_weight: float = field(default=0.5, metadata={"help": "weight of the incorrect-reason loss; 0 turns it off"})
+    dropout: float = 0.6
+    seed: int = 0
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (fast only on CPUs with AVX512-BF16/AMX)"})
+    channels_last: bool = True
+    num_workers: int = 1
+    validate: bool = True
+    resume: bool = False
+    max_images: int = field(default=0, metadata={"help": "cap on training images per epoch (0: all)"})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    # The paper: 256 x 256, resize + to-tensor only, Adam at 0.009 for 2 epochs, plain cross-entropy.
+    "paper": TrainConfig(out_dir="runs/paper", image_size=256, normalization="identity", augment="none",
+                         epochs=2, optimizer="adam", lr=0.009, weight_decay=0.0, schedule="constant",
+                         label_smoothing=0.0, reason_weight=0.0),
+}
+
+
+def preprocessing_for(config: TrainConfig) -> Preprocessing:
+    return Preprocessing(size=config.image_size, **NORMALIZATIONS[config.normalization])
+
+
+class FaceDataset(Dataset):
+    """Yields (image tensor, class, reason) or None for a file that fails to decode (skipped by collate)."""
+
+    def __init__(self, samples: tuple[Sample, ...], preprocessing: Preprocessing, augment: str):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+        self.samples = samples
+        self.preprocessing = preprocessing
+        self.augment = augment
+        size = preprocessing.size
+        steps = {
+            "none": [],
+            "flip": [v2.RandomHorizontalFlip()],
+            "standard": [v2.RandomHorizontalFlip(),
+                         v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
+                         v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03)],
+        }[augment]
+        self.transform = v2.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        sample = self.samples[i]
+        try:
+            image = load_rgb(sample.path)
+        except OSError:
+            return None
+        image = self.transform(image)
+        p = self.preprocessing
+        array = to_input_array(image, p.size, p.mean, p.std, p.interpolation)
+        return torch.from_numpy(array), sample.label, sample.reason
+
+
+def collate_skipping_unreadable(batch):
+    kept = [item for item in batch if item is not None]
+    skipped = len(batch) - len(kept)
+    if not kept:
+        return None, skipped
+    images = torch.stack([item[0] for item in kept])
+    labels = torch.tensor([item[1] for item in kept])
+    reasons = torch.tensor([item[2] for item in kept])
+    return (images, labels, reasons), skipped
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
+    logits, reason_logits = outputs
+    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    has_reason = reasons != NO_REASON
+    if config.reason_weight > 0 and has_reason.any():
+        loss = loss + config.reason_weight * F.cross_entropy(reason_logits[has_reason].float(), reasons[has_reason])
+    return loss
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def predict_batches(model: MaskClassifier, loader: DataLoader, device: torch.device, bf16: bool = False,
+                    channels_last: bool = False):
+    """Yields (probabilities, reason probabilities, labels, reasons) per batch, in loader order."""
+    model.eval()
+    for batch, _ in loader:
+        if batch is None:
+            continue
+        images, labels, reasons = batch
+        images = images.to(device)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            logits, reason_logits = model(images)
+        yield logits.float().softmax(1).cpu(), reason_logits.float().softmax(1).cpu(), labels, reasons
+
+
+def validation_scores(model, loader, device, config: TrainConfig) -> dict:
+    correct = total = 0
+    loss_sum = 0.0
+    for probs, _, labels, _ in predict_batches(model, loader, device, config.bf16, config.channels_last):
+        correct += int((probs.argmax(1) == labels).sum())
+        loss_sum += float(F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum"))
+        total += len(labels)
+    return {"val_accuracy": correct / max(total, 1), "val_loss": loss_sum / max(total, 1)}
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"optimizer must be adam or adamw, got {config.optimizer!r}")
+
+
+def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, pct_start=0.2,
+                                                   total_steps=config.epochs * steps_per_epoch)
+    raise ValueError(f"schedule must be constant or onecycle, got {config.schedule!r}")
+
+
+def checkpoint_payload(model: MaskClassifier, config: TrainConfig, data_summary: dict, history: list,
+                       epoch: int, weights_dtype: torch.dtype = torch.float32) -> dict:
+    state = {k: (v.to(weights_dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": state,
+        "config": dataclasses.asdict(config),
+        "classes": list(CLASSES),
+        "reasons": list(REASONS),
+        "preprocessing": model.preprocessing.to_dict(),
+        "data": data_summary,
+        "history": history,
+        "epoch": epoch,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+    }
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} file")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict) -> MaskClassifier:
+    """Rebuilds the model in fp32 eval mode from a checkpoint dict (fp16-stored weights are upcast)."""
+    if tuple(checkpoint["classes"]) != CLASSES or tuple(checkpoint["reasons"]) != REASONS:
+        raise ValueError(f"checkpoint classes {checkpoint['classes']} / reasons {checkpoint['reasons']} "
+                         f"differ from this code's {CLASSES} / {REASONS}")
+    model = build_model(Preprocessing.from_dict(checkpoint["preprocessing"]),
+                        dropout=checkpoint["config"]["dropout"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
+    return model.eval()
+
+
+class Distributed:
+    """Process-group facts for torchrun; a single process is rank 0 of 1."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world_size > 1
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if not self.enabled:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(config: TrainConfig, on_step: Callable[[int], None] | None = None) -> Path:
+    """Trains per ``config`` and returns the path of the final ``model.pt``.
+
+    ``on_step(global_step)`` is called after every optimiser step (progress hooks; tests use it to
+    interrupt a run).
+    """
+    env = Distributed()
+    try:
+        return _train(config, env, on_step)
+    finally:
+        env.close()
+
+
+def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
+    out_dir = Path(config.out_dir)
+    device = env.device
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(out_dir / "config.json", dataclasses.asdict(config))
+    train_index = index_split(config.data_root, "train")
+    splits: dict[str, SplitIndex] = {"train": train_index}
+    if config.validate:
+        splits["validation"] = index_split(config.data_root, "validation")
+    data_summary = {name: index.summary() for name, index in splits.items()}
+    for name, index in splits.items():
+        if index.unreadable and env.is_main:
+            print(f"{name}: skipping {len(index.unreadable)} unreadable image(s): "
+                  + ", ".join(str(p) for p in index.unreadable[:5]), file=sys.stderr)
+
+    torch.manual_seed(config.seed)
+    preprocessing = preprocessing_for(config)
+    model = build_model(preprocessing, dropout=config.dropout).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    samples = train_index.samples
+    if config.max_images:
+        samples = tuple(np.random.default_rng(config.seed).permutation(np.array(samples, dtype=object))
+                        [:config.max_images])
+    train_set = FaceDataset(samples, preprocessing, config.augment)
+    sampler = (DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                  seed=config.seed, drop_last=True) if env.enabled else None)
+    per_rank_batch = max(1, config.batch_size // env.world_size)
+    steps_per_epoch = math.ceil((len(sampler) if sampler else len(train_set)) / per_rank_batch)
+
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    history: list[dict] = []
+    start_epoch = 0
+    last_path = out_dir / "last.pt"
+    if config.resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        saved = {k: v for k, v in state["config"].items() if k != "resume"}
+        current = {k: v for k, v in dataclasses.asdict(config).items() if k != "resume"}
+        if saved != current:
+            changed = sorted(k for k in current if saved.get(k) != current[k])
+            raise ValueError(f"cannot resume {last_path}: config differs in {changed}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        if env.is_main:
+            print(f"resuming from {last_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
+
+    ddp_model = (torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                           else None) if env.enabled else model)
+    val_loader = None
+    if config.validate:
+        val_loader = DataLoader(FaceDataset(splits["validation"].samples, preprocessing, "none"),
+                                batch_size=64, num_workers=config.num_workers,
+                                collate_fn=collate_skipping_unreadable)
+
+    global_step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(config.seed + 1000 * (epoch + 1) + env.rank)
+        if sampler:
+            sampler.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(config.seed + epoch)
+        loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
+                            num_workers=config.num_workers, collate_fn=collate_skipping_unreadable,
+                            generator=generator, drop_last=False,
+                            worker_init_fn=_seed_worker, persistent_workers=False)
+        ddp_model.train()
+        seen = correct = skipped = 0
+        loss_sum = 0.0
+        started = time.perf_counter()
+        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not env.is_main,
+                        dynamic_ncols=True, mininterval=2.0)
+        for batch, batch_skipped in progress:
+            skipped += batch_skipped
+            if batch is not None:
+                images, labels, reasons = (t.to(device) for t in batch)
+                if config.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                with autocast(device, config.bf16):
+                    outputs = ddp_model(images)
+                loss = compute_loss(outputs, labels, reasons, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                seen += len(labels)
+                correct += int((outputs[0].argmax(1) == labels).sum())
+                loss_sum += loss.item() * len(labels)
+                rate = seen / (time.perf_counter() - started)
+                progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",
+                                     img_s=f"{rate * env.world_size:.1f}", refresh=False)
+            # Every rank steps the schedule even for an all-unreadable batch, so ranks stay in lockstep.
+            scheduler.step()
+            global_step += 1
+            if on_step:
+                on_step(global_step)
+        seen, correct, loss_sum, skipped = env.all_sum([seen, correct, loss_sum, skipped])
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                  "images_per_second": seen / (time.perf_counter() - started), "skipped_unreadable": int(skipped),
+                  "lr_end": scheduler.get_last_lr()[0]}
+        if env.is_main:
+            if val_loader is not None:
+                record.update(validation_scores(model, val_loader, device, config))
+            history.append(record)
+            print(json.dumps(record), file=sys.stderr)
+            state = checkpoint_payload(model, config, data_summary, history, epoch)
+            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+            torch.save(state, out_dir / "last.pt.tmp")
+            os.replace(out_dir / "last.pt.tmp", last_path)
+            write_json(out_dir / "history.json", {"history": history})
+        env.barrier()
+
+    model_path = out_dir / "model.pt"
+    if env.is_main:
+        if not history:
+            history = torch.load(last_path, map_location="cpu", weights_only=True)["history"]
+        final = checkpoint_payload(model, config, data_summary, history, config.epochs - 1,
+                                   weights_dtype=torch.float16)
+        torch.save(final, model_path)
+    env.barrier()
+    return model_path
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(TrainConfig, argv, PRESETS, description=__doc__.splitlines()[0])
+    path = train(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
