@@ -47,10 +47,6 @@ class Sample:
     label: int
     reason: int  # index into REASONS, or NO_REASON
 
-    @property
-    def person_id(self) -> str:
-        return Path(self.path).name.split("_")[0].split(".")[0]
-
 
 @dataclass(frozen=True)
 class SplitIndex:
@@ -97,19 +93,27 @@ def is_readable_image(path: Path) -> bool:
 
 
 def index_split(root: str | Path, split: str, check_images: bool = True) -> SplitIndex:
-    """Indexes ``root/split/<class>/`` for every class in CLASSES.
-
-    Raises DatasetLayoutError naming the first missing split or class folder. Files that are not
-    decodable images are kept out of ``samples`` and listed in ``unreadable``.
-    """
-    root = Path(root)
-    split_dir = root / split
+    """Indexes ``root/split/<class>/`` for every class in CLASSES (see ``index_folder``)."""
+    split_dir = Path(root) / split
     if not split_dir.is_dir():
         raise DatasetLayoutError(f"missing split folder: {split_dir}")
+    return index_folder(split_dir, check_images, root=Path(root), split=split)
+
+
+def index_folder(folder: str | Path, check_images: bool = True, root: Path | None = None,
+                 split: str = "") -> SplitIndex:
+    """Indexes ``folder/<class>/`` for every class in CLASSES.
+
+    Raises DatasetLayoutError naming the first missing class folder. Files that are not decodable
+    images are kept out of ``samples`` and listed in ``unreadable``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"missing folder: {folder}")
     samples: list[Sample] = []
     unreadable: list[Path] = []
     for label, class_name in enumerate(CLASSES):
-        class_dir = split_dir / class_name
+        class_dir = folder / class_name
         if not class_dir.is_dir():
             raise DatasetLayoutError(f"missing class folder: {class_dir}")
         for path in sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
@@ -119,7 +123,8 @@ def index_split(root: str | Path, split: str, check_images: bool = True) -> Spli
             reason_name = reason_from_name(path.name) if label == INCORRECT else None
             reason = REASONS.index(reason_name) if reason_name else NO_REASON
             samples.append(Sample(path=path, label=label, reason=reason))
-    return SplitIndex(root=root, split=split, samples=tuple(samples), unreadable=tuple(unreadable))
+    return SplitIndex(root=root or folder, split=split or folder.name, samples=tuple(samples),
+                      unreadable=tuple(unreadable))
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ class FaceDataset(Dataset):
         self.augment = augment
         size = preprocessing.size
         steps = {
-            "none": [],
+            "none": [v2.Identity()],
             "flip": [v2.RandomHorizontalFlip()],
             "standard": [v2.RandomHorizontalFlip(),
                          v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
@@ -200,7 +200,7 @@ def checkpoint_payload(model: MaskClassifier, config: TrainConfig, data_summary:
         "history": history,
         "epoch": epoch,
         "git_commit": git_commit(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
 
 
@@ -371,8 +371,9 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
             if on_step:
                 on_step(global_step)
         seen, correct, loss_sum, skipped = env.all_sum([seen, correct, loss_sum, skipped])
+        seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-                  "images_per_second": seen / (time.perf_counter() - started), "skipped_unreadable": int(skipped),
+                  "seconds": seconds, "images_per_second": seen / seconds, "skipped_unreadable": int(skipped),
                   "lr_end": scheduler.get_last_lr()[0]}
         if env.is_main:
             if val_loader is not None:

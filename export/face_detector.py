@@ -1,0 +1,117 @@
+"""Exports facenet-pytorch's MTCNN face detector (P-Net, R-Net, O-Net) to three ONNX files.
+
+``python -m export.face_detector --out-dir build/models`` writes, all opset 17, float32, standard
+ai.onnx ops only (Conv, PRelu, MaxPool, Softmax, Transpose, Reshape, Gemm), so they run on
+onnxruntime's CPU provider and on onnxruntime-web (wasm):
+
+``pnet.onnx``
+    input  ``image``          [batch, 3, height, width]   (height, width >= 12)
+    output ``box_offsets``    [batch, 4, out_h, out_w]    out_h = floor((height - 3) / 2) - 3, same for w
+    output ``probabilities``  [batch, 2, out_h, out_w]    softmax over axis 1; channel 1 = "face"
+``rnet.onnx``
+    input  ``image``          [batch, 3, 24, 24]
+    output ``box_offsets``    [batch, 4]
+    output ``probabilities``  [batch, 2]                  softmax over axis 1; column 1 = "face"
+``onet.onnx``
+    input  ``image``          [batch, 3, 48, 48]
+    output ``box_offsets``    [batch, 4]
+    output ``landmarks``      [batch, 10]                 x of the 5 points, then y of the 5 points,
+                                                          as fractions of the (square) input box
+    output ``probabilities``  [batch, 2]                  softmax over axis 1; column 1 = "face"
+
+Every input is an RGB image in planar (NCHW) layout, normalised as ``(pixel - 127.5) / 128``.
+The outputs are in the order of the torch modules' tuples and equal them within 1e-4 (tested); the
+cascade that uses them is ``export/mtcnn.py``. The weights come from the facenet-pytorch wheel
+(``facenet_pytorch/data/*.pt``), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import onnx
+import torch
+from facenet_pytorch import MTCNN
+
+OPSET = 17
+IMAGE_INPUT = "image"
+EXAMPLE_DIMS = {"batch": 2, "height": 37, "width": 53}  # any sizes work; 1 would be specialised
+
+# Input shape and output shapes (in the order torch's forward returns them) per net; strings are
+# dynamic dimensions. R-Net and O-Net take fixed crops because they end in dense layers.
+NETS = {
+    "pnet": (["batch", 3, "height", "width"],
+             {"box_offsets": ["batch", 4, "out_h", "out_w"],
+              "probabilities": ["batch", 2, "out_h", "out_w"]}),
+    "rnet": (["batch", 3, 24, 24],
+             {"box_offsets": ["batch", 4], "probabilities": ["batch", 2]}),
+    "onet": (["batch", 3, 48, 48],
+             {"box_offsets": ["batch", 4], "landmarks": ["batch", 10], "probabilities": ["batch", 2]}),
+}
+
+
+def _dynamic_shapes(input_shape: list) -> tuple[dict, ...]:
+    # 12 x 12 is P-Net's receptive field: a smaller image has no output cell.
+    dims = {"batch": torch.export.Dim("batch"),
+            "height": torch.export.Dim("height", min=12), "width": torch.export.Dim("width", min=12)}
+    return ({axis: dims[dim] for axis, dim in enumerate(input_shape) if isinstance(dim, str)},)
+
+
+def export_net(name: str, module: torch.nn.Module, path: Path) -> None:
+    """Exports one net with the torch.export-based exporter and checks the file."""
+    input_shape, outputs = NETS[name]
+    example = torch.zeros([EXAMPLE_DIMS.get(dim, dim) for dim in input_shape])
+    program = torch.onnx.export(
+        module.eval(), (example,), dynamo=True, opset_version=OPSET, input_names=[IMAGE_INPUT],
+        output_names=list(outputs), dynamic_shapes=_dynamic_shapes(input_shape), verbose=False)
+    program.save(str(path), external_data=False)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    # The exporter builds opset 18 and converts down, keeping 18 (with only a warning) where it
+    # cannot: fail loudly instead, since the manifest promises opset 17.
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
+    if opsets != {"ai.onnx": OPSET}:
+        raise RuntimeError(f"{path.name} imports opsets {opsets}, expected only ai.onnx {OPSET}")
+
+
+def export_mtcnn(out_dir: str | Path) -> dict:
+    """Writes pnet.onnx, rnet.onnx and onet.onnx into out_dir; returns their description.
+
+    The description (JSON-serialisable, for the model manifest) gives per net the file name and
+    the names and shapes of its input and outputs, with strings for the dynamic dimensions.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # MTCNN() loads the three nets' weights from the wheel, exactly as the reference detector does.
+    mtcnn = MTCNN(device="cpu")
+    nets = {}
+    for name, (input_shape, outputs) in NETS.items():
+        path = out_dir / f"{name}.onnx"
+        export_net(name, getattr(mtcnn, name), path)
+        nets[name] = {"file": path.name, "inputs": {IMAGE_INPUT: input_shape}, "outputs": outputs}
+    return {
+        "format": "onnx",
+        "opset": OPSET,
+        "dtype": "float32",
+        "source": f"facenet-pytorch {version('facenet-pytorch')} MTCNN weights",
+        "input_normalization": "(rgb - 127.5) * 0.0078125, RGB, NCHW",
+        "face_probability": "probabilities[:, 1]",
+        "pnet_output_size": "out_h = floor((height - 3) / 2) - 3, out_w likewise; "
+                            "cell (i, j) scores the 12 x 12 window at (x, y) = (2j, 2i)",
+        "landmarks_layout": "x of 5 points, then y of 5 points, as fractions of the input box",
+        "nets": nets,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", default="build/models", help="folder for the three .onnx files")
+    args = parser.parse_args(argv)
+    print(json.dumps(export_mtcnn(args.out_dir), indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

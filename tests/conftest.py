@@ -1,0 +1,63 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Distinct colour layouts per class, so a network can really learn them from a dozen images.
+_CLASS_COLOURS = {"covered": (40, 90, 200), "incorrect": (200, 60, 40), "uncovered": (60, 180, 70)}
+_INCORRECT_SUFFIXES = ("_Mask_Mouth_Chin", "_Mask_Nose_Mouth", "_Mask_Chin")
+
+
+def shared_data_or_skip(*parts: str) -> Path:
+    """The path under ../shared/data; skips when absent, fails under CI=true (CI must have the data)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the shared data is missing: {path}")
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    return shared_data_or_skip()
+
+
+def make_image(path: Path, class_name: str, seed: int, size: int = 48) -> None:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 40, size=(size, size, 3)).astype(np.int16)
+    colour = np.array(_CLASS_COLOURS[class_name], dtype=np.int16)
+    if class_name == "covered":
+        pixels[size // 2:] += colour
+    elif class_name == "incorrect":
+        pixels[: size // 3] += colour
+    else:
+        pixels[:, : size // 2] += colour
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=95)
+
+
+def make_tree(root: Path, per_class: int = 4, splits=("train", "validation", "holdout")) -> Path:
+    """A tiny MaskedFace-Net-style tree with reason suffixes on the incorrect images."""
+    seed = 0
+    for split in splits:
+        for class_name in _CLASS_COLOURS:
+            for i in range(per_class):
+                seed += 1
+                stem = f"{seed:05d}"
+                if class_name == "covered":
+                    stem += "_Mask"
+                elif class_name == "incorrect":
+                    stem += _INCORRECT_SUFFIXES[i % 3]
+                make_image(root / split / class_name / f"{stem}.jpg", class_name, seed)
+    return root
+
+
+@pytest.fixture
+def tiny_tree(tmp_path):
+    return make_tree(tmp_path / "data")

@@ -1,0 +1,214 @@
+"""The exported ONNX classifier: its gradients against torch autograd, its Grad-CAM against
+pytorch_grad_cam, the graph's validity and the compressed weight formats."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from export.classifier import (_convolution_backward, _max_pool2d_with_indices_backward, _threshold_backward,
+                               compress_weights, export_classifier, gradcam_from_outputs, output_names,
+                               upsample_cam)
+from training.data import CLASSES
+from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
+from training.preprocess import load_rgb, to_input_array
+
+from .conftest import shared_data_or_skip
+
+LAYERS = ("block8", "repeat_2")
+SIZE = 160
+aten = torch.ops.aten
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Random weights, with random batch-norm statistics so that folding them is really tested."""
+    torch.manual_seed(0)
+    model = build_model(Preprocessing(SIZE, **FACENET_NORMALIZATION)).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "classifier.onnx"
+    return path, export_classifier(model, path, LAYERS)
+
+
+def session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip(output_names(LAYERS), session(path).run(None, {"image": images})))
+
+
+def random_images(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def torch_reference(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The same outputs from the original (unfolded) torch model, gradients from autograd."""
+    activations = {}
+    handles = [getattr(model.backbone, layer).register_forward_hook(
+        lambda module, inputs, output, layer=layer: activations.__setitem__(layer, output)) for layer in LAYERS]
+    try:
+        logits, reason_logits = model(torch.from_numpy(images))
+    finally:
+        for handle in handles:
+            handle.remove()
+    gradients = [torch.autograd.grad(logits[:, k].sum(), [activations[layer] for layer in LAYERS], retain_graph=True)
+                 for k in range(len(CLASSES))]
+    outputs = {"logits": logits, "reason_logits": reason_logits}
+    for i, layer in enumerate(LAYERS):
+        outputs[f"{layer}_activations"] = activations[layer]
+        outputs[f"{layer}_weights"] = torch.stack([per_class[i].mean((2, 3)) for per_class in gradients], 1)
+    return {name: value.detach().numpy() for name, value in outputs.items()}
+
+
+class LogitsOnly(nn.Module):
+    """pytorch_grad_cam needs a model with a single output."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)[0]
+
+
+def assert_gradcam_matches(model, path: Path, images: np.ndarray) -> None:
+    outputs = run(path, images)
+    for layer in LAYERS:
+        with GradCAM(model=LogitsOnly(model), target_layers=[getattr(model.backbone, layer)]) as cam:
+            for k in range(len(CLASSES)):
+                expected = cam(input_tensor=torch.from_numpy(images), targets=[ClassifierOutputTarget(k)] * len(images))
+                coarse = gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
+                assert coarse.shape == (len(images), *outputs[f"{layer}_activations"].shape[2:])
+                actual = upsample_cam(coarse, SIZE)
+                assert actual.shape == expected.shape
+                np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-3, err_msg=f"{layer}, class {k}")
+
+
+def test_backward_rewrites_match_aten():
+    """Each forward-op rewrite of a backward op gives aten's input gradient, including a strided
+    convolution that skipped a row (output_padding) and max-pool windows with tied maxima."""
+    torch.manual_seed(0)
+    for kernel, stride, padding, size in [((3, 3), 2, (0, 0), 8), ((3, 3), 2, (0, 0), 9), ((1, 7), 1, (0, 3), 8),
+                                          ((3, 1), 1, (1, 0), 5), ((3, 3), 1, (1, 1), 6)]:
+        x, weight = torch.randn(2, 4, size, size), torch.randn(5, 4, *kernel)
+        conv = ([stride] * 2, list(padding), [1, 1], False, [0, 0], 1)
+        grad = torch.randn_like(aten.convolution(x, weight, None, *conv))
+        expected = aten.convolution_backward(grad, x, weight, None, *conv, [True, False, False])[0]
+        actual = _convolution_backward(grad, x, weight, None, *conv, [True, False, False])[0]
+        torch.testing.assert_close(actual, expected, msg=f"kernel {kernel}, stride {stride}, size {size}")
+
+    x = torch.relu(torch.randn(2, 4, 9, 9))  # many windows are all zero: ties
+    pool = ([3, 3], [2, 2], [0, 0], [1, 1], False)
+    output, indices = aten.max_pool2d_with_indices(x, *pool)
+    grad = torch.randn_like(output)
+    torch.testing.assert_close(_max_pool2d_with_indices_backward(grad, x, *pool, indices),
+                               aten.max_pool2d_with_indices_backward(grad, x, *pool, indices))
+    grad = torch.randn_like(x)
+    torch.testing.assert_close(_threshold_backward(grad, x, 0), aten.threshold_backward(grad, x, 0))
+
+
+def test_graph_is_valid_standard_onnx(exported):
+    path, description = exported
+    onnx.checker.check_model(str(path), full_check=True)
+    graph_model = onnx.load(str(path))
+    assert {node.domain for node in graph_model.graph.node} <= {"", "ai.onnx"}
+    assert [(o.domain, o.version) for o in graph_model.opset_import if o.domain in ("", "ai.onnx")] == [("", 18)]
+    # The gradients are computed in the graph: transposed convolutions mirror the trunk's.
+    assert any(node.op_type == "ConvTranspose" for node in graph_model.graph.node)
+
+    assert description["input"] == {"name": "image", "shape": ["batch", 3, SIZE, SIZE]}
+    assert description["outputs"] == {
+        "logits": ["batch", 3], "reason_logits": ["batch", 3],
+        "block8_activations": ["batch", 1792, 3, 3], "block8_weights": ["batch", 3, 1792],
+        "repeat_2_activations": ["batch", 896, 8, 8], "repeat_2_weights": ["batch", 3, 896],
+    }
+    assert description["maps"] == {"block8": [3, 3], "repeat_2": [8, 8]}
+    io = session(path)
+    assert [i.name for i in io.get_inputs()] == ["image"]
+    assert [o.name for o in io.get_outputs()] == list(description["outputs"])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_outputs_match_torch_autograd(model, exported, batch):
+    path, _ = exported
+    images = random_images(batch, seed=batch)
+    actual, expected = run(path, images), torch_reference(model, images)
+    for name in ("logits", "reason_logits", "block8_activations", "repeat_2_activations"):
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-4, err_msg=name)
+    for layer in LAYERS:
+        name = f"{layer}_weights"
+        scale = np.abs(expected[name]).max()
+        assert scale > 0
+        assert np.abs(actual[name] - expected[name]).max() <= 1e-4 * scale, name
+
+
+def test_gradcam_matches_pytorch_grad_cam_on_random_images(model, exported):
+    assert_gradcam_matches(model, exported[0], random_images(2, seed=7))
+
+
+def test_gradcam_matches_pytorch_grad_cam_on_holdout_faces(model, exported):
+    holdout = shared_data_or_skip("maskedface-net", "holdout")
+    preprocessing = model.preprocessing
+    files = [path for name in CLASSES for path in sorted((holdout / name).glob("*.jpg"))[:2]]
+    assert len(files) == 2 * len(CLASSES)
+    images = np.stack([to_input_array(load_rgb(path), SIZE, preprocessing.mean, preprocessing.std) for path in files])
+    assert_gradcam_matches(model, exported[0], images)
+
+
+def assert_close_to(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], tolerance: float) -> None:
+    for name, expected in reference.items():
+        error = np.abs(outputs[name] - expected).max() / np.abs(expected).max()
+        assert error <= tolerance, f"{name}: {error}"
+
+
+def test_fp16_weights(exported, tmp_path):
+    path, _ = exported
+    fp16_path = tmp_path / "fp16.onnx"
+    onnx.save(compress_weights(onnx.load(str(path)), "fp16"), fp16_path)
+    onnx.checker.check_model(str(fp16_path), full_check=True)
+    assert 0.45 < fp16_path.stat().st_size / path.stat().st_size < 0.55
+    images = random_images(2)
+    outputs = run(fp16_path, images)
+    assert all(value.dtype == np.float32 for value in outputs.values())
+    assert_close_to(run(path, images), outputs, tolerance=0.01)
+
+
+def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
+    path, _ = exported
+    int8_path = tmp_path / "int8.onnx"
+    description = export_classifier(model, int8_path, LAYERS, batch_size=2, weights="int8")
+    assert description["input"]["shape"] == [2, 3, SIZE, SIZE]
+    assert description["outputs"]["repeat_2_weights"] == [2, 3, 896]
+    graph_model = onnx.load(str(int8_path))
+    assert all(node.domain in ("", "ai.onnx") for node in graph_model.graph.node)
+    assert int8_path.stat().st_size < 0.3 * path.stat().st_size
+    images = random_images(2)
+    assert_close_to(run(path, images), run(int8_path, images), tolerance=0.15)

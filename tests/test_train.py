@@ -1,0 +1,112 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from training.cli import parse_config
+from training.data import CLASSES, index_split
+from training.evaluate import EvalConfig, evaluate, predict_samples
+from training.train import PRESETS, TrainConfig, load_checkpoint, model_from_checkpoint, train
+
+from .conftest import REPO, make_tree
+
+# The real network at its smallest workable input: 80 px still leaves mixed_7a a 1 x 1 map.
+TINY = dict(image_size=80, batch_size=12, num_workers=0, validate=False, channels_last=False)
+
+
+def test_cli_presets_and_overrides():
+    config = parse_config(TrainConfig, ["--preset", "paper", "--epochs", "1", "--bf16", "false"], PRESETS)
+    assert config == dataclasses.replace(PRESETS["paper"], epochs=1, bf16=False)
+    assert (config.image_size, config.optimizer, config.lr, config.augment) == (256, "adam", 0.009, "none")
+    assert parse_config(TrainConfig, [], PRESETS) == PRESETS["default"]
+
+
+def test_overfits_a_dozen_images(tmp_path):
+    """The real model must learn 12 generated images (4 per class) to 100%: training really updates it."""
+    data = make_tree(tmp_path / "data", per_class=4)
+    config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=25, lr=1e-3,
+                         schedule="constant", weight_decay=0.0, label_smoothing=0.0, dropout=0.0,
+                         augment="none", **TINY)
+    model_path = train(config)
+    checkpoint = load_checkpoint(model_path)
+    model = model_from_checkpoint(checkpoint)
+    probs, _ = predict_samples(model, index_split(data, "train").samples, batch_size=12)
+    labels = np.repeat(np.arange(len(CLASSES)), 4)
+    assert (probs.argmax(1) == labels).all(), probs
+    assert checkpoint["history"][-1]["train_loss"] < checkpoint["history"][0]["train_loss"]
+    assert checkpoint["model"]["backbone.logits.weight"].dtype == torch.float16
+    assert checkpoint["classes"] == list(CLASSES)
+    assert checkpoint["data"]["train"]["fingerprint"] == index_split(data, "train").fingerprint()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 25
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    data = make_tree(tmp_path / "data", per_class=4)
+    base = TrainConfig(data_root=str(data), epochs=2, batch_size=6, augment="standard", **{**TINY, "batch_size": 6})
+    straight = load_checkpoint(train(dataclasses.replace(base, out_dir=str(tmp_path / "straight"))))
+
+    interrupted = dataclasses.replace(base, out_dir=str(tmp_path / "resumed"))
+
+    def stop_mid_second_epoch(step):
+        if step == 3:  # 2 steps per epoch: the first step of epoch 2
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(interrupted, on_step=stop_mid_second_epoch)
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    resumed = load_checkpoint(train(dataclasses.replace(interrupted, resume=True)))
+
+    assert resumed["history"] == [{**h, "seconds": r["seconds"], "images_per_second": r["images_per_second"]}
+                                  for h, r in zip(straight["history"], resumed["history"])]
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    data = make_tree(tmp_path / "data", per_class=2)
+    config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=1, **TINY)
+    train(config)
+    with pytest.raises(ValueError, match="lr"):
+        train(dataclasses.replace(config, lr=0.5, resume=True))
+
+
+def test_torchrun_two_processes_on_cpu(tmp_path):
+    data = make_tree(tmp_path / "data", per_class=2)
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "training.train", "--data-root", str(data), "--out-dir", str(out), "--epochs", "1",
+               "--image-size", "80", "--batch-size", "4", "--num-workers", "0", "--validate", "true",
+               "--channels-last", "false"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = load_checkpoint(out / "model.pt")
+    (record,) = checkpoint["history"]
+    # 6 training images over 2 ranks of 2 per batch: every image seen exactly once across the ranks.
+    assert record["epoch"] == 1 and "val_accuracy" in record
+    assert round(record["train_accuracy"] * 6) == record["train_accuracy"] * 6
+
+
+def test_evaluation_is_deterministic_and_complete(tmp_path):
+    data = make_tree(tmp_path / "data", per_class=3)
+    model_path = train(TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=1, **TINY))
+    config = EvalConfig(checkpoint=str(model_path), data_root=str(data), split="holdout",
+                        out_dir=str(tmp_path / "eval"))
+    result = evaluate(config)
+    first = (tmp_path / "eval" / "metrics-holdout.json").read_bytes()
+    evaluate(config)
+    assert (tmp_path / "eval" / "metrics-holdout.json").read_bytes() == first
+    assert result["images"] == 9 and sum(map(sum, result["confusion_matrix"])) == 9
+    assert set(result["per_reason"]) == {"nose", "chin", "nose_and_mouth"}
+    assert result["reason_head"]["confusion_matrix"]
+    for figure in ("confusion-holdout", "reliability-holdout", "training-curves", "dataset-classes", "dataset-reasons"):
+        assert (tmp_path / "eval" / "figures" / f"{figure}.png").stat().st_size > 1000
