@@ -32,11 +32,11 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from training.data import CLASSES
 from training.preprocess import load_rgb
 
 from .mtcnn import FaceDetector
 
-CLASSES = ("uncovered", "covered", "incorrect")
 BOX_KEYS = ("cx", "cy", "w", "h")
 
 

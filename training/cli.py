@@ -42,16 +42,19 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, hint: 
 
 
 def parse_config(cls: type[T], argv: list[str] | None, presets: Mapping[str, T] | None = None,
-                 description: str = "") -> T:
+                 description: str = "", positional: tuple[str, str] | None = None):
     """Parses ``argv`` into an instance of the frozen dataclass ``cls``.
 
     With ``presets``, ``--preset NAME`` picks the defaults and other flags override single fields.
-    Without presets, fields without defaults are required flags.
+    Without presets, fields without defaults are required flags. With ``positional=(name, help)``,
+    the command also takes any number of positional arguments, and ``(config, [arguments])`` is returned.
     """
     parser = argparse.ArgumentParser(description=description)
     if presets:
         parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)),
                             help="base recipe; other flags override its fields")
+    if positional:
+        parser.add_argument(positional[0], nargs="+", help=positional[1])
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         _add_field(parser, field, hints[field.name])
@@ -62,9 +65,11 @@ def parse_config(cls: type[T], argv: list[str] | None, presets: Mapping[str, T] 
         if isinstance(value, list):
             overrides[name] = tuple(value)
     if presets:
-        return dataclasses.replace(presets[namespace.preset], **overrides)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in overrides
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    if missing:
-        parser.error("missing required options: " + ", ".join("--" + m.replace("_", "-") for m in missing))
-    return cls(**overrides)
+        config = dataclasses.replace(presets[namespace.preset], **overrides)
+    else:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in overrides
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            parser.error("missing required options: " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        config = cls(**overrides)
+    return (config, getattr(namespace, positional[0])) if positional else config

@@ -1,0 +1,185 @@
+"""Export command: ``masklens-export`` writes everything the browser and the predictor run.
+
+Into ``out_dir``: ``classifier.onnx`` (logits, reason logits and the Grad-CAM activations and channel
+weights of two target layers, see ``export.classifier``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
+(MTCNN, see ``export.face_detector``) and ``manifest.json``: class and reason names in order,
+preprocessing, I/O names and shapes, target layers and map sizes, the face-crop framing, each file's
+size and sha256, the model version and its holdout metrics. Beside the results it writes
+``compression.json``: every weight format measured against fp32 on a whole split, and which one ships.
+
+The shipped weight format is the smallest whose outputs on the split hold these bounds against fp32:
+the same predicted class for every image, probabilities within 0.01, heatmaps within 0.02.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.cli import parse_config
+from training.data import index_split, write_json
+from training.preprocess import load_rgb, to_input_array
+
+from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs, upsample_cam
+from .face_detector import export_mtcnn
+from .predict import MANIFEST_NAME, Predictor, sha256_of, softmax
+
+MANIFEST_FORMAT = "masklens-manifest/1"
+CLASSIFIER_FILE = "classifier.onnx"
+BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
+TARGET_LAYERS = ("block8", "repeat_2")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: str = "models/default.pt"
+    out_dir: str = "models/onnx"
+    weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
+    framing: str = field(default="results/framing.json", metadata={"help": "written by python -m export.framing"})
+    metrics: str = field(default="results/default/metrics-holdout.json", metadata={"help": "masklens-eval output"})
+    data_root: str = "../shared/data/maskedface-net"
+    split: str = field(default="holdout", metadata={"help": "split the weight formats are compared on"})
+    compression_report: str = "results/compression.json"
+    max_side: int = field(default=1280, metadata={"help": "photos are scaled down to this longer side first"})
+    max_pixels: int = field(default=100_000_000, metadata={"help": "larger photos are refused"})
+    threads: int = 0
+
+
+def jet_colormap() -> list[str]:
+    """OpenCV's COLORMAP_JET as 256 "#rrggbb" entries: pytorch_grad_cam colours heatmaps with it."""
+    import cv2
+
+    rgb = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
+    return ["#%02x%02x%02x" % tuple(int(v) for v in row) for row in rgb]
+
+
+def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> dict[str, np.ndarray]:
+    """Probabilities [N, 3] and, per target layer, upsampled heatmaps of the fp32-predicted class."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list] = {name: [] for name in names}
+    for start in range(0, len(inputs), batch):
+        for name, value in zip(names, session.run(names, {"image": inputs[start:start + batch]})):
+            chunks[name].append(value)
+    return {name: np.concatenate(values) for name, values in chunks.items()}
+
+
+def heatmaps(outputs: dict[str, np.ndarray], classes: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    maps = {}
+    for layer in TARGET_LAYERS:
+        coarse = np.concatenate([gradcam_from_outputs(outputs[f"{layer}_activations"][i:i + 1],
+                                                      outputs[f"{layer}_weights"][i:i + 1], int(k))
+                                 for i, k in enumerate(classes)])
+        maps[layer] = upsample_cam(coarse, size)
+    return maps
+
+
+def compare_formats(model, config: ExportConfig, work: Path) -> dict:
+    """Exports every weight format and measures each against fp32 on the whole split."""
+    index = index_split(config.data_root, config.split)
+    p = model.preprocessing
+    inputs = np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in index.samples])
+    labels = np.array([s.label for s in index.samples])
+    report = {"split": config.split, "images": len(labels), "bounds": BOUNDS, "formats": {}}
+    reference = None
+    for weights in WEIGHT_FORMATS:
+        path = work / f"classifier-{weights}.onnx"
+        started = time.perf_counter()
+        export_classifier(model, path, TARGET_LAYERS, batch_size=None, weights=weights)
+        export_seconds = time.perf_counter() - started
+        outputs = run_split(path, inputs, config.threads)
+        probabilities = softmax(outputs["logits"])
+        if reference is None:
+            reference = {"probabilities": probabilities, "classes": probabilities.argmax(1)}
+            reference["maps"] = heatmaps(outputs, reference["classes"], p.size)
+        maps = heatmaps(outputs, reference["classes"], p.size)
+        entry = {
+            "bytes": path.stat().st_size,
+            "export_seconds": round(export_seconds, 1),
+            "accuracy": float((probabilities.argmax(1) == labels).mean()),
+            "same_class_as_fp32": float((probabilities.argmax(1) == reference["classes"]).mean()),
+            "max_probability_difference": float(np.abs(probabilities - reference["probabilities"]).max()),
+            "max_heatmap_difference": {layer: float(np.abs(maps[layer] - reference["maps"][layer]).max())
+                                       for layer in TARGET_LAYERS},
+        }
+        entry["within_bounds"] = bool(entry["same_class_as_fp32"] == 1.0
+                                      and entry["max_probability_difference"] <= BOUNDS["max_probability_difference"]
+                                      and max(entry["max_heatmap_difference"].values())
+                                      <= BOUNDS["max_heatmap_difference"])
+        report["formats"][weights] = entry
+    passing = [w for w in WEIGHT_FORMATS if report["formats"][w]["within_bounds"]]
+    report["chosen"] = min(passing, key=lambda w: report["formats"][w]["bytes"])
+    return report
+
+
+def build(config: ExportConfig) -> dict:
+    from training.train import load_checkpoint, model_from_checkpoint
+
+    checkpoint = load_checkpoint(config.checkpoint)
+    model = model_from_checkpoint(checkpoint)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        if config.weights == "auto":
+            report = compare_formats(model, config, work)
+            write_json(config.compression_report, report)
+            chosen = report["chosen"]
+        else:
+            chosen = config.weights
+        description = export_classifier(model, work / CLASSIFIER_FILE, TARGET_LAYERS, batch_size=None, weights=chosen)
+        shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
+    detector = export_mtcnn(out_dir)
+    framing = json.loads(Path(config.framing).read_text())
+    metrics = json.loads(Path(config.metrics).read_text())
+    files = [CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
+    checkpoint_sha = sha256_of(config.checkpoint)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "model_version": checkpoint_sha[:12],
+        "checkpoint": {"file": Path(config.checkpoint).name, "sha256": checkpoint_sha,
+                       "git_commit": checkpoint["git_commit"], "config": checkpoint["config"]},
+        "classes": description["classes"],
+        "reasons": description["reasons"],
+        "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
+                       "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
+                       "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"]},
+        "face_detector": {**detector, "min_face_size": 20.0, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709},
+        "face_crop": {"framing": framing["all"]["framing"], "measured_on": framing["settings"],
+                      "padding": "edge pixels repeated", "resize": "bilinear"},
+        "input_limits": {"max_side": config.max_side, "max_pixels": config.max_pixels},
+        "drawing": {"colormap": jet_colormap(), "image_weight": 0.5},
+        "metrics": {"holdout": {"images": metrics["images"], "accuracy": metrics["accuracy"],
+                                "recall": {c: v["recall"] for c, v in metrics["per_class"].items()},
+                                "reason_accuracy": (metrics["reason_head"] or {}).get("accuracy")}},
+        "files": {name: {"bytes": (out_dir / name).stat().st_size, "sha256": sha256_of(out_dir / name)}
+                  for name in files},
+    }
+    if config.weights == "auto":
+        manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    Predictor(out_dir)  # refuses the export if any file does not match what the manifest says
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(ExportConfig, argv, description=__doc__.splitlines()[0])
+    manifest = build(config)
+    write_json(Path(config.out_dir) / "export-config.json", dataclasses.asdict(config))
+    print(f"wrote {config.out_dir}: classifier weights {manifest['classifier']['weights']}, "
+          f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB in {len(manifest['files'])} files")
+
+
+if __name__ == "__main__":
+    main()

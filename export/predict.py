@@ -1,0 +1,283 @@
+"""Predictor over the exported ONNX graphs (no torch): the reference the browser is tested against.
+
+    masklens-predict --models models/onnx photo.jpg photos/ --out predictions.jsonl --overlays overlays/
+
+Reads ``manifest.json`` in the model folder and refuses a model file whose sha256 differs from it.
+For every photo: detect faces (MTCNN cascade), crop each as the training images are framed, classify,
+and compute Grad-CAM for every class on every target layer. One JSON line per input file:
+``{"file", "ok": true, "image_size": [w, h], "faces": [...]}`` or ``{"file", "ok": false, "error"}``.
+A face is ``{"box", "score", "landmarks", "crop_box", "class", "probabilities", "reason",
+"reason_probabilities", "heatmaps": {layer: [class 0 map, class 1 map, class 2 map]}}`` with boxes in
+pixels of the photo as stored (after EXIF rotation) and coarse maps in [0, 1]. A file that fails
+(not an image, truncated, empty, too large, no face) gets an error line; the others go on, and the
+exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from training.cli import parse_config
+
+from .classifier import gradcam_from_outputs, upsample_cam
+from .framing import Framing, crop_box_for_face, crop_face
+from .mtcnn import FaceDetector
+
+MANIFEST_NAME = "manifest.json"
+
+
+class ModelIntegrityError(RuntimeError):
+    """A model file is missing or differs from the manifest."""
+
+
+class PhotoError(ValueError):
+    """One input file cannot be used; the message says why in plain words."""
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(model_dir: str | Path) -> dict:
+    """The manifest, after checking every model file it lists against its size and sha256."""
+    model_dir = Path(model_dir)
+    manifest_path = model_dir / MANIFEST_NAME
+    if not manifest_path.exists():
+        raise ModelIntegrityError(f"no {MANIFEST_NAME} in {model_dir}: run masklens-export first")
+    manifest = json.loads(manifest_path.read_text())
+    for name, entry in manifest["files"].items():
+        path = model_dir / name
+        if not path.exists():
+            raise ModelIntegrityError(f"model file missing: {path}")
+        if path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
+            raise ModelIntegrityError(f"model file {path} does not match the manifest (size or sha256 differ): "
+                                      "it is truncated, corrupt or from another export")
+    return manifest
+
+
+def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
+    """Decodes a photo to RGB uint8 [H, W, 3], EXIF-rotated, its longer side at most ``max_side``.
+
+    JPEGs are decoded at a reduced scale (``draft``), so a 50-megapixel photo never needs its full
+    size in memory. Raises PhotoError with a plain-words reason for anything unusable.
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise PhotoError("empty file (0 bytes)")
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > max_pixels:
+                raise PhotoError(f"photo too large: {image.width} x {image.height} pixels "
+                                 f"(limit {max_pixels / 1e6:.0f} megapixels)")
+            image.draft("RGB", (max_side, max_side))
+            image.load()
+            photo = ImageOps.exif_transpose(image).convert("RGB")
+    except UnidentifiedImageError:
+        raise PhotoError("not an image (the file's format is not a known image format)") from None
+    except Image.DecompressionBombError:
+        raise PhotoError(f"photo too large (over {max_pixels / 1e6:.0f} megapixels)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise PhotoError(f"truncated or corrupt image ({error})") from None
+    photo.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return np.asarray(photo)
+
+
+def normalize_crops(crops: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """uint8 crops [N, S, S, 3] already at the input size -> float32 network input [N, 3, S, S]."""
+    scaled = crops.astype(np.float32) / 255.0
+    scaled = (scaled - np.asarray(preprocessing["mean"], np.float32)) / np.asarray(preprocessing["std"], np.float32)
+    return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def overlay_heatmap(crop: np.ndarray, cam: np.ndarray, colormap: np.ndarray, image_weight: float) -> np.ndarray:
+    """pytorch_grad_cam's show_cam_on_image: the JET-coloured map blended on the crop, rescaled to its max."""
+    heatmap = colormap[np.uint8(255 * cam)].astype(np.float32) / 255
+    blended = (1 - image_weight) * heatmap + image_weight * (crop.astype(np.float32) / 255)
+    return np.uint8(255 * blended / blended.max())
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    box: list[float]
+    score: float
+    landmarks: list[list[float]]
+    crop_box: list[float]
+    probabilities: np.ndarray
+    reason_probabilities: np.ndarray
+    coarse_maps: dict[str, np.ndarray]  # layer -> [3, h, w]
+    crop: np.ndarray = field(repr=False)
+
+
+class Predictor:
+    def __init__(self, model_dir: str | Path, threads: int = 0):
+        self.model_dir = Path(model_dir)
+        self.manifest = load_manifest(self.model_dir)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        classifier = self.manifest["classifier"]
+        self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), options,
+                                            providers=["CPUExecutionProvider"])
+        detector = self.manifest["face_detector"]
+        self.detector = FaceDetector(self.model_dir, min_face_size=detector["min_face_size"],
+                                     thresholds=tuple(detector["thresholds"]), factor=detector["factor"],
+                                     session_options=options)
+        self.classes = self.manifest["classes"]
+        self.reasons = self.manifest["reasons"]
+        self.preprocessing = classifier["preprocessing"]
+        self.layers = list(classifier["target_layers"])
+        self.framing = Framing(**self.manifest["face_crop"]["framing"])
+        self.colormap = np.array([[int(entry[i:i + 2], 16) for i in (1, 3, 5)]
+                                  for entry in self.manifest["drawing"]["colormap"]], dtype=np.uint8)
+
+    def classify(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Network input [N, 3, S, S] -> every graph output, by name."""
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {self.manifest["classifier"]["input"]["name"]: inputs})))
+
+    def predict_crops(self, crops: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """uint8 crops [N, S, S, 3] -> per crop (class probabilities, reason probabilities, coarse maps)."""
+        outputs = self.classify(normalize_crops(crops, self.preprocessing))
+        probabilities = softmax(outputs["logits"])
+        reason_probabilities = softmax(outputs["reason_logits"])
+        maps = {layer: np.stack([gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
+                                 for k in range(len(self.classes))], axis=1) for layer in self.layers}
+        return [(probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in self.layers})
+                for i in range(len(crops))]
+
+    def predict_photo(self, rgb: np.ndarray, whole_image: bool = False) -> list[FaceResult]:
+        """Faces found in an RGB photo; ``whole_image`` treats the photo itself as one face crop."""
+        size = self.preprocessing["size"]
+        height, width = rgb.shape[:2]
+        if whole_image:
+            full = [0.0, 0.0, float(width), float(height)]
+            crop = np.asarray(Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR))
+            faces = [(full, 1.0, [], full, crop)]
+        else:
+            faces = []
+            for face in self.detector.detect(rgb):
+                crop_box = [float(v) for v in crop_box_for_face(face.box, self.framing)]
+                faces.append(([float(v) for v in face.box], float(face.score), face.landmarks.tolist(),
+                              crop_box, crop_face(rgb, face.box, self.framing, size)))
+        if not faces:
+            return []
+        predictions = self.predict_crops(np.stack([f[4] for f in faces]))
+        return [FaceResult(box=box, score=score, landmarks=landmarks, crop_box=crop_box, probabilities=p,
+                           reason_probabilities=rp, coarse_maps=maps, crop=crop)
+                for (box, score, landmarks, crop_box, crop), (p, rp, maps) in zip(faces, predictions)]
+
+    def describe(self, face: FaceResult) -> dict:
+        predicted = int(face.probabilities.argmax())
+        reason = self.reasons[int(face.reason_probabilities.argmax())]
+        return {
+            "box": _rounded(face.box), "score": round(face.score, 6), "landmarks": _rounded(face.landmarks),
+            "crop_box": _rounded(face.crop_box), "class": self.classes[predicted],
+            "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, face.probabilities)},
+            "reason": reason if self.classes[predicted] == "incorrect" else None,
+            "reason_probabilities": {r: round(float(p), 6) for r, p in zip(self.reasons, face.reason_probabilities)},
+            "heatmaps": {layer: _rounded(maps.tolist()) for layer, maps in face.coarse_maps.items()},
+        }
+
+    def overlays(self, face: FaceResult) -> dict[str, np.ndarray]:
+        """Per target layer, the predicted class's heatmap blended on the face crop (uint8 RGB)."""
+        predicted = int(face.probabilities.argmax())
+        size = face.crop.shape[0]
+        weight = self.manifest["drawing"]["image_weight"]
+        return {layer: overlay_heatmap(face.crop, upsample_cam(maps[predicted][None], size)[0], self.colormap, weight)
+                for layer, maps in face.coarse_maps.items()}
+
+
+def _rounded(value, digits: int = 4):
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return round(float(value), digits)
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, and every non-hidden file under each folder, sorted."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        else:
+            paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    models: str = field(default="models/onnx", metadata={"help": "folder with manifest.json and the ONNX files"})
+    out: str = field(default="-", metadata={"help": "JSON-lines output file; - for standard output"})
+    overlays: str = field(default="", metadata={"help": "folder for heatmap overlay PNGs (none if empty)"})
+    whole_image: bool = field(default=False, metadata={"help": "treat each photo as one face crop (no detector)"})
+    threads: int = 0
+
+
+def run(config: PredictConfig, inputs: list[str]) -> int:
+    """Predicts every input; returns the number of files that failed."""
+    predictor = Predictor(config.models, config.threads)
+    limits = predictor.manifest["input_limits"]
+    failures = 0
+    out = sys.stdout if config.out == "-" else open(config.out, "w")
+    try:
+        for path in expand_inputs(inputs):
+            record: dict = {"file": str(path)}
+            try:
+                if not path.exists():
+                    raise PhotoError("no such file")
+                rgb = open_photo(path, limits["max_side"], limits["max_pixels"])
+                faces = predictor.predict_photo(rgb, config.whole_image)
+                if not faces:
+                    raise PhotoError("no face found (try --whole-image true if the photo is already a face crop)")
+                record.update(ok=True, image_size=[int(rgb.shape[1]), int(rgb.shape[0])],
+                              faces=[predictor.describe(face) for face in faces])
+                if config.overlays:
+                    _write_overlays(predictor, faces, Path(config.overlays), path.stem)
+            except PhotoError as error:
+                failures += 1
+                record.update(ok=False, error=str(error))
+                print(f"{path}: {error}", file=sys.stderr)
+            out.write(json.dumps(record) + "\n")
+            out.flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return failures
+
+
+def _write_overlays(predictor: Predictor, faces: list[FaceResult], folder: Path, stem: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, face in enumerate(faces):
+        for layer, image in predictor.overlays(face).items():
+            Image.fromarray(image).save(folder / f"{stem}-face{i}-{layer}.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config, inputs = parse_config(PredictConfig, argv, description=__doc__.splitlines()[0],
+                                  positional=("inputs", "photos or folders of photos"))
+    try:
+        failures = run(config, inputs)
+    except ModelIntegrityError as error:
+        sys.exit(f"masklens-predict: {error}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

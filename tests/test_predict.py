@@ -1,0 +1,128 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from export.build import ExportConfig, build
+from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
+from training.data import CLASSES, REASONS
+from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
+from training.train import TrainConfig, checkpoint_payload
+
+from .conftest import REPO, shared_data_or_skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A full export (int8 classifier on random weights, MTCNN, manifest) through masklens-export's build()."""
+    work = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = build_model(Preprocessing(160, **FACENET_NORMALIZATION)).eval()
+    checkpoint = work / "model.pt"
+    torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
+    metrics = work / "metrics.json"
+    metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
+                                   "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
+    out = work / "models"
+    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8",
+                       framing=str(REPO / "results" / "framing.json"), metrics=str(metrics), threads=1))
+    return out
+
+
+def test_manifest_describes_the_models(model_dir):
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["classes"] == list(CLASSES) and manifest["reasons"] == list(REASONS)
+    classifier = manifest["classifier"]
+    assert classifier["maps"] == {"block8": [3, 3], "repeat_2": [8, 8]}
+    assert classifier["weights"] == "int8"
+    assert classifier["preprocessing"]["size"] == 160
+    session = ort.InferenceSession(str(model_dir / classifier["file"]), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [classifier["input"]["name"]]
+    assert {o.name for o in session.get_outputs()} == set(classifier["outputs"])
+    assert set(manifest["files"]) == {"classifier.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
+    assert len(manifest["drawing"]["colormap"]) == 256
+    assert manifest["drawing"]["colormap"][0] == "#000080" and manifest["drawing"]["colormap"][255] == "#800000"
+    assert manifest["face_crop"]["framing"]["side"] > 1
+
+
+def test_predicts_faces_in_a_real_photo(model_dir, tmp_path):
+    photo = next(iter(sorted(shared_data_or_skip("real-photos", "test", "without_mask").iterdir())))
+    predictor = Predictor(model_dir, threads=1)
+    faces = predictor.predict_photo(open_photo(photo, 1280, 100_000_000))
+    assert faces
+    for face in faces:
+        record = predictor.describe(face)
+        assert record["class"] in CLASSES
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert np.asarray(record["heatmaps"]["repeat_2"]).shape == (3, 8, 8)
+        assert np.asarray(record["heatmaps"]["block8"]).shape == (3, 3, 3)
+        x1, y1, x2, y2 = record["box"]
+        assert x2 > x1 and y2 > y1 and len(record["landmarks"]) == 5
+        for layer, overlay in predictor.overlays(face).items():
+            assert overlay.shape == (160, 160, 3) and overlay.dtype == np.uint8
+
+
+def test_whole_image_mode_skips_the_detector(model_dir):
+    predictor = Predictor(model_dir, threads=1)
+    grey = np.full((90, 70, 3), 128, np.uint8)
+    assert predictor.predict_photo(grey) == []
+    (face,) = predictor.predict_photo(grey, whole_image=True)
+    assert face.box == [0.0, 0.0, 70.0, 90.0]
+
+
+def _bad_files(folder, good_jpeg: bytes):
+    (folder / "renamed.jpg").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n")
+    (folder / "truncated.jpg").write_bytes(good_jpeg[: len(good_jpeg) // 3])
+    (folder / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (8000, 6250), (120, 120, 120)).save(folder / "huge.jpg", quality=50)
+    Image.new("RGB", (300, 200), (90, 90, 90)).save(folder / "no_face.png")
+
+
+def test_cli_over_a_folder_of_good_and_bad_files(model_dir, tmp_path):
+    photo = next(iter(sorted(shared_data_or_skip("real-photos", "test", "without_mask").iterdir())))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photo, folder / "good.jpg")
+    _bad_files(folder, photo.read_bytes())
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "export.predict", str(folder), "--models", str(model_dir), "--out", str(out),
+               "--overlays", str(tmp_path / "overlays"), "--threads", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    records = {json.loads(line)["file"].rsplit("/", 1)[-1]: json.loads(line) for line in out.read_text().splitlines()}
+    assert set(records) == {"good.jpg", "renamed.jpg", "truncated.jpg", "empty.jpg", "huge.jpg", "no_face.png"}
+    assert records["good.jpg"]["ok"] and records["good.jpg"]["faces"]
+    assert "not an image" in records["renamed.jpg"]["error"]
+    assert "truncated or corrupt" in records["truncated.jpg"]["error"]
+    assert "empty file" in records["empty.jpg"]["error"]
+    # 50 megapixels are decoded at a reduced scale, then searched: a blank photo has no face.
+    assert "no face found" in records["huge.jpg"]["error"]
+    assert "no face found" in records["no_face.png"]["error"]
+    assert list((tmp_path / "overlays").glob("good-face0-*.png"))
+    assert "renamed.jpg: not an image" in result.stderr
+
+
+def test_huge_photo_is_scaled_down_on_decode(tmp_path):
+    Image.new("RGB", (8000, 6250), (10, 200, 30)).save(tmp_path / "huge.jpg", quality=50)
+    rgb = open_photo(tmp_path / "huge.jpg", 1280, 100_000_000)
+    assert max(rgb.shape[:2]) == 1280
+    with pytest.raises(PhotoError, match="too large"):
+        open_photo(tmp_path / "huge.jpg", 1280, 10_000_000)
+
+
+def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_path):
+    broken = tmp_path / "models"
+    shutil.copytree(model_dir, broken)
+    data = (broken / "classifier.onnx").read_bytes()
+    (broken / "classifier.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelIntegrityError, match="classifier.onnx"):
+        Predictor(broken)
+    result = subprocess.run([sys.executable, "-m", "export.predict", str(tmp_path), "--models", str(broken)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "classifier.onnx does not match the manifest" in result.stderr
