@@ -126,3 +126,15 @@ def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_p
     result = subprocess.run([sys.executable, "-m", "export.predict", str(tmp_path), "--models", str(broken)],
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "classifier.onnx does not match the manifest" in result.stderr
+
+
+def test_benchmark_writes_its_report(model_dir, tmp_path):
+    from export.benchmark import BenchmarkConfig, benchmark
+
+    photos = shared_data_or_skip("real-photos", "test", "without_mask")
+    result = benchmark(BenchmarkConfig(models=str(model_dir), photos=str(photos), photo_count=1, repeats=1,
+                                       out=str(tmp_path / "benchmark.json")))
+    assert json.loads((tmp_path / "benchmark.json").read_text()) == result
+    for timings in result["threads"].values():
+        assert timings["photos"] == 1 and timings["classifier_per_face"]["median_ms"] > 0
+    assert result["classifier_weights"] == "int8" and result["files"]["classifier.onnx"] > 0

@@ -18,7 +18,9 @@ from .cli import parse_config
 class ReportConfig:
     results_dir: str = "results"
     template: str = "docs/templates/results.md.j2"
-    out: str = "docs/results.md"
+    # Not docs/results.md: that is the site's stub page, filled in at build time by docs_hooks/render.py.
+    # build/ sits beside results/, so the template's ../results/ figure links work from here too.
+    out: str = "build/results.md"
 
 
 def load_results(results_dir: str | Path) -> dict:
@@ -34,18 +36,42 @@ def load_results(results_dir: str | Path) -> dict:
     return results
 
 
+def load_optional_json(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_context(results_dir: str | Path) -> dict:
+    """What templates see: ``results`` (see ``load_results``), and the top-level artifacts
+    ``framing`` (results/framing.json) and ``compression`` (results/compression.json), None if absent."""
+    results_dir = Path(results_dir)
+    return {"results": load_results(results_dir),
+            "framing": load_optional_json(results_dir / "framing.json"),
+            "compression": load_optional_json(results_dir / "compression.json")}
+
+
 def percent(value: float, digits: int = 2) -> str:
     return f"{100 * value:.{digits}f}%"
 
 
+def environment(template_dir: str | Path) -> Environment:
+    """The Jinja environment every write-up template renders in (strict: an undefined name fails)."""
+    env = Environment(loader=FileSystemLoader(template_dir), undefined=StrictUndefined, keep_trailing_newline=True)
+    env.filters["percent"] = percent
+    env.filters["seconds_for"] = lambda images_per_second, images: images / images_per_second
+    return env
+
+
+def render_template(template: str | Path, context: dict) -> str:
+    template = Path(template)
+    return environment(template.parent).get_template(template.name).render(**context)
+
+
 def render(config: ReportConfig) -> str:
-    template_path = Path(config.template)
-    environment = Environment(loader=FileSystemLoader(template_path.parent), undefined=StrictUndefined,
-                              keep_trailing_newline=True)
-    environment.filters["percent"] = percent
-    environment.filters["seconds_for"] = lambda images_per_second, images: images / images_per_second
-    text = environment.get_template(template_path.name).render(results=load_results(config.results_dir))
-    Path(config.out).write_text(text)
+    text = render_template(config.template, load_context(config.results_dir))
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
     return text
 
 
