@@ -29,7 +29,7 @@ from training.preprocess import load_rgb, to_input_array
 
 from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs, upsample_cam
 from .face_detector import export_mtcnn
-from .predict import MANIFEST_NAME, Predictor, sha256_of, softmax
+from .predict import MANIFEST_NAME, Predictor, session_options, sha256_of, softmax
 
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
@@ -64,9 +64,7 @@ def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 3
     """Probabilities [N, 3] and, per target layer, upsampled heatmaps of the fp32-predicted class."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_path), session_options(threads), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     chunks: dict[str, list] = {name: [] for name in names}
     for start in range(0, len(inputs), batch):

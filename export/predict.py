@@ -125,12 +125,20 @@ class FaceResult:
     crop: np.ndarray = field(repr=False)
 
 
+def session_options(threads: int = 0) -> ort.SessionOptions:
+    """onnxruntime options for our graphs; ``threads`` 0 lets onnxruntime choose."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # Decode int8 weights once at load instead of on every run (same values, see compress_weights).
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return options
+
+
 class Predictor:
     def __init__(self, model_dir: str | Path, threads: int = 0):
         self.model_dir = Path(model_dir)
         self.manifest = load_manifest(self.model_dir)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options = session_options(threads)
         classifier = self.manifest["classifier"]
         self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), options,
                                             providers=["CPUExecutionProvider"])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # From a finished training run to the committed artifacts: checkpoint, metrics, figures, ONNX models,
-# manifest, benchmark and the rendered results page. Usage: scripts/release.sh [runs/default] [runs/paper]
+# manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
+# Usage: scripts/release.sh [runs/default] [runs/paper]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
@@ -26,4 +27,3 @@ fi
 
 "$bin/masklens-export" --checkpoint models/default.pt --out-dir models/onnx
 "$bin/masklens-benchmark" --models models/onnx
-"$bin/masklens-report"

@@ -8,4 +8,4 @@ python3 -m venv .venv
 .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 # facenet-pytorch 2.6.0 pins torch<2.3; its code runs on the torch above, and its MTCNN weights ship in the wheel.
 .venv/bin/pip install -q --no-deps facenet-pytorch==2.6.0
-.venv/bin/pip install -q -e ".[torch,export,test]"
+.venv/bin/pip install -q -e ".[torch,export,test,docs]"

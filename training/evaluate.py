@@ -164,6 +164,10 @@ def evaluate(config: EvalConfig) -> dict:
         result = {**header, "kind": "classes", "data": index.summary(),
                   **class_metrics(index.samples, probs, reason_probs, names, reason_head_trained, config.mistakes)}
         stem = config.name or (Path(config.folder).name if config.folder else config.split)
+        if not config.folder:
+            split_summaries = {s: index_split(config.data_root, s, check_images=False).summary() for s in SPLITS}
+            result["splits"] = {s: {k: v[k] for k in ("images", "classes", "reasons")}
+                                for s, v in split_summaries.items()}
     result["evaluation"] = asdict(config) | {"checkpoint": Path(config.checkpoint).name}
     result = _round(result)
     out_dir = Path(config.out_dir)
@@ -171,9 +175,8 @@ def evaluate(config: EvalConfig) -> dict:
     if config.figures:
         from . import figures
         figures.write_evaluation_figures(result, checkpoint["history"], out_dir / "figures", stem)
-        if not config.mask_folder and not config.folder:
-            split_summaries = {s: index_split(config.data_root, s, check_images=False).summary() for s in SPLITS}
-            figures.write_dataset_figures(split_summaries, out_dir / "figures")
+        if "splits" in result:
+            figures.write_dataset_figures(result["splits"], out_dir / "figures")
     return result
 
 

@@ -1,0 +1,219 @@
+"""The documentation site: a real ``mkdocs build --strict`` against a tiny but real results folder.
+
+The results come from a one-epoch training run on a generated tree, evaluated like the real ones
+(holdout with figures, and a real-photos-style mask folder), plus the committed results/framing.json.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from training.evaluate import EvalConfig, evaluate
+from training.report import load_context, render_template
+from training.train import TrainConfig, train
+
+from .conftest import REPO, make_image, make_tree
+
+MKDOCS = Path(sys.executable).with_name("mkdocs")
+TEMPLATES = REPO / "docs" / "templates"
+
+# Attributes through which a page makes the browser fetch something (a plain <a href> is only a link).
+FETCHING = {"script": ("src",), "link": ("href",), "img": ("src", "srcset"), "source": ("src", "srcset"),
+            "iframe": ("src",), "frame": ("src",), "embed": ("src",), "object": ("data",), "video": ("src", "poster"),
+            "audio": ("src",), "track": ("src",), "input": ("src",), "image": ("href", "xlink:href"),
+            "use": ("href", "xlink:href"), "form": ("action",)}
+
+
+def build_site(results: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MASKLENS_RESULTS": str(results), "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([str(MKDOCS), "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
+                           "--site-dir", str(site)], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("docs-results")
+    data = make_tree(root / "data", per_class=3)
+    for label, look in (("with_mask", "covered"), ("without_mask", "uncovered")):
+        for i in range(3):
+            make_image(root / "photos" / label / f"{i}.jpg", look, 100 + i)
+    model = train(TrainConfig(data_root=str(data), out_dir=str(root / "run"), epochs=1, image_size=80, batch_size=9,
+                              num_workers=0, validate=False, channels_last=False))
+    out = root / "results"
+    evaluate(EvalConfig(checkpoint=str(model), data_root=str(data), split="holdout", out_dir=str(out / "default")))
+    evaluate(EvalConfig(checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos",
+                        out_dir=str(out / "default")))
+    shutil.copy(root / "run" / "history.json", out / "default" / "history.json")
+    shutil.copy(REPO / "results" / "framing.json", out / "framing.json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def site(results, tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("site")
+    built = build_site(results, site)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "WARNING" not in built.stderr, built.stderr
+    return site
+
+
+def metrics(results: Path, name: str) -> dict:
+    return json.loads((results / "default" / f"metrics-{name}.json").read_text())
+
+
+class _Page(HTMLParser):
+    """Table rows (cell texts), image sources and fetching attributes of one HTML page."""
+
+    def __init__(self, html: str):
+        super().__init__(convert_charrefs=True)
+        self.rows, self.images, self.fetches, self.styles = [], [], [], []
+        self._row = self._cell = self._style = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in FETCHING.get(tag, ()):
+            if attrs.get(name):
+                self.fetches.append((tag, name, attrs[name]))
+        if tag == "meta" and (attrs.get("http-equiv") or "").lower() == "refresh":
+            self.fetches.append((tag, "content", attrs.get("content", "")))
+        if attrs.get("style"):
+            self.styles.append(attrs["style"])
+        if tag == "img":
+            self.images.append(attrs["src"])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "style":
+            self._style = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+        elif tag == "style" and self._style is not None:
+            self.styles.append("".join(self._style))
+            self._style = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._style is not None:
+            self._style.append(data)
+
+
+def page(site: Path, name: str) -> _Page:
+    return _Page((site / name / "index.html").read_text())
+
+
+def off_site(url: str) -> bool:
+    url = url.strip()
+    return bool(urlsplit(url).scheme in ("http", "https") or url.startswith("//")
+                or re.search(r"(?:^|[\s,;])(?:https?:)?//", url))
+
+
+def test_results_page_shows_the_numbers_of_the_metrics_json(site, results):
+    holdout = metrics(results, "holdout")
+    rows = page(site, "results").rows
+    row = next(r for r in rows if r[:2] == ["default", "80 px"])
+    assert row[3] == f"{100 * holdout['accuracy']:.2f}%"
+    assert row[5] == f"{100 * holdout['per_class']['incorrect']['recall']:.2f}%"
+    real = metrics(results, "real-photos")
+    assert ["default", "real-photos/test", str(real["images"]), f"{100 * real['mask_accuracy']:.2f}%"] == next(
+        r for r in rows if r[1:2] == ["real-photos/test"])[:4]
+    # Optional artifacts that are absent leave no trace: no paper preset was evaluated here.
+    assert not any(r[0] == "paper" for r in rows)
+
+
+def test_other_pages_render_their_numbers_from_the_json(site, results):
+    holdout = metrics(results, "holdout")
+    dataset = page(site, "dataset").rows
+    for name in holdout["classes"]:
+        assert [name, str(holdout["data"]["classes"][name])] == [r for r in dataset if r[0] == name][-1][:2]
+    framing = json.loads((results / "framing.json").read_text())["all"]
+    method = page(site, "method").rows
+    assert next(r for r in method if r[0] == "all (used)")[3] == str(framing["framing"]["side"])
+    assert next(r for r in method if r[0] == "input (square, px)") == ["input (square, px)", "80"]
+    limitations = (site / "limitations" / "index.html").read_text()
+    assert f"{100 * metrics(results, 'real-photos')['mask_accuracy']:.2f}%" in limitations
+    assert "Weight compression" not in (site / "method" / "index.html").read_text()  # no compression.json
+
+
+def test_figures_are_in_the_site_and_every_image_resolves(site, results):
+    for png in (results / "default" / "figures").glob("*.png"):
+        assert (site / "results" / "default" / "figures" / png.name).read_bytes() == png.read_bytes()
+    shown = set()
+    for html in site.rglob("*.html"):
+        for src in _Page(html.read_text()).images:
+            target = (html.parent / src).resolve()
+            assert target.is_file(), f"{html.relative_to(site)}: {src}"
+            shown.add(target.name)
+    assert {"confusion-holdout.png", "dataset-classes.png", "dataset-reasons.png"} <= shown
+
+
+def test_no_page_fetches_anything_from_another_origin(site):
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 6
+    for html in pages:
+        parsed = _Page(html.read_text())
+        fetched = [f for f in parsed.fetches if off_site(f[2])]
+        assert not fetched, f"{html.relative_to(site)} fetches {fetched}"
+        assert not [s for s in parsed.styles if re.search(r"url\(\s*['\"]?(?:https?:)?//|@import", s)], html
+        # Material's bundle loads mermaid from unpkg.com only for mermaid diagrams: keep them out.
+        assert 'class="mermaid"' not in html.read_text(), html
+    for css in site.rglob("*.css"):
+        text = css.read_text()
+        assert not re.search(r"url\(\s*['\"]?(?:https?:)?//|@import\s+(?:url\()?\s*['\"]?(?:https?:)?//", text), css
+    for path in [*pages, *site.rglob("*.css"), *site.rglob("*.js"), *site.rglob("*.json")]:
+        assert not re.search(r"fonts\.(googleapis|gstatic)\.com", path.read_text(errors="replace")), path
+
+
+def test_the_build_fails_without_the_default_holdout_metrics(tmp_path):
+    results = tmp_path / "results"
+    (results / "default").mkdir(parents=True)
+    shutil.copy(REPO / "results" / "framing.json", results / "framing.json")
+    built = build_site(results, tmp_path / "site")
+    assert built.returncode != 0
+    assert "default/metrics-holdout.json" in built.stdout + built.stderr
+
+
+def test_optional_sections_render_only_when_their_artifact_exists(results):
+    context = load_context(results)
+    assert context["compression"] is None
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "## Weight compression" not in method
+    formats = {name: {"bytes": size, "export_seconds": 1.0, "accuracy": 0.5, "same_class_as_fp32": 1.0,
+                      "max_probability_difference": 0.001, "within_bounds": True,
+                      "max_heatmap_difference": {"block8": 0.004, "repeat_2": 0.008}}
+               for name, size in (("fp32", 92_000_000), ("fp16", 46_000_000), ("int8", 23_456_789))}
+    context["compression"] = {"split": "holdout", "images": 9, "chosen": "int8", "formats": formats,
+                              "bounds": {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "## Weight compression" in method
+    assert "| **int8** | 23.5 MB | 50.00% | 100.00% | 0.0010 | 0.0040 | 0.0080 | yes |" in method
+    paper = json.loads(json.dumps(context["results"]["default"]))
+    paper["holdout"]["checkpoint"]["config"].update(image_size=256, normalization="identity", reason_weight=0.0)
+    context["results"]["paper"] = paper
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "| input (square, px) | 80 | 256 |" in method
+    assert "| pixel scaling | (x - 127.5) / 128 | x / 255 |" in method
+    assert "| reason loss weight | 0.5 | off |" in method
+
+
+def test_stub_pages_are_not_replaced_on_disk(site):
+    for template in TEMPLATES.glob("*.md.j2"):
+        stub = REPO / "docs" / template.name.removesuffix(".j2")
+        assert f"rendered_from: {template.name}" in stub.read_text()
+        assert "docs_hooks/render.py" in stub.read_text()
