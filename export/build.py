@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from training.cli import parse_config
-from training.data import index_split, write_json
+from training.data import index_split, sha256_of, write_json
 from training.preprocess import load_rgb, to_input_array
 
 from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs, upsample_cam
 from .face_detector import export_mtcnn
-from .predict import MANIFEST_NAME, Predictor, session_options, sha256_of, softmax
+from .predict import MANIFEST_NAME, Predictor, session_options, softmax
 
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"

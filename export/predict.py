@@ -15,7 +15,6 @@ exit status is 1 if any file failed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from training.cli import parse_config
+from training.data import sha256_of
 
 from .classifier import gradcam_from_outputs, upsample_cam
 from .framing import Framing, crop_box_for_face, crop_face
@@ -40,14 +40,6 @@ class ModelIntegrityError(RuntimeError):
 
 class PhotoError(ValueError):
     """One input file cannot be used; the message says why in plain words."""
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_manifest(model_dir: str | Path) -> dict:

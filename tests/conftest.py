@@ -23,6 +23,45 @@ def shared_data_or_skip(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module: keeps the suite light beside other jobs and makes torch's
+    float sums reproducible."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def exported_models(tmp_path_factory):
+    """One full export for the session, through masklens-export's build(): an int8 classifier on
+    random weights, MTCNN and the manifest."""
+    import json
+
+    import torch
+
+    from export.build import ExportConfig, build
+    from training.data import CLASSES
+    from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
+    from training.train import TrainConfig, checkpoint_payload
+
+    work = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    model = build_model(Preprocessing(160, **FACENET_NORMALIZATION)).eval()
+    checkpoint = work / "model.pt"
+    torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
+    metrics = work / "metrics.json"
+    metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
+                                   "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
+    out = work / "models"
+    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8",
+                       framing=str(REPO / "results" / "framing.json"), metrics=str(metrics), threads=1))
+    return out
+
+
 @pytest.fixture
 def shared_data():
     return shared_data_or_skip()

@@ -19,20 +19,8 @@ from .conftest import REPO, shared_data_or_skip
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A full export (int8 classifier on random weights, MTCNN, manifest) through masklens-export's build()."""
-    work = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    model = build_model(Preprocessing(160, **FACENET_NORMALIZATION)).eval()
-    checkpoint = work / "model.pt"
-    torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
-    metrics = work / "metrics.json"
-    metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
-                                   "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
-    out = work / "models"
-    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8",
-                       framing=str(REPO / "results" / "framing.json"), metrics=str(metrics), threads=1))
-    return out
+def model_dir(exported_models):
+    return exported_models
 
 
 def test_manifest_describes_the_models(model_dir):

@@ -152,6 +152,14 @@ def index_mask_folder(root: str | Path, check_images: bool = True) -> BinaryFold
     return BinaryFolderIndex(root=root, samples=tuple(samples), unreadable=tuple(unreadable))
 
 
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_json(path: str | Path, payload: dict) -> None:
     """Stable JSON (sorted keys, fixed indent) so identical results give identical bytes."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

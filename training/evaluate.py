@@ -9,7 +9,6 @@ The same checkpoint evaluated twice gives byte-identical metrics JSON (fp32, fix
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from .cli import parse_config
 from .data import (CLASSES, INCORRECT, NO_REASON, REASONS, SPLITS, Sample, index_folder, index_mask_folder,
-                   index_split, write_json)
+                   index_split, sha256_of, write_json)
 from .metrics import confusion_matrix, expected_calibration_error, per_class_scores, reliability_bins
 from .train import FaceDataset, collate_skipping_unreadable, load_checkpoint, model_from_checkpoint, predict_batches
 
@@ -50,14 +49,6 @@ def _round(value, digits: int = 6):
     if isinstance(value, (list, tuple)):
         return [_round(v, digits) for v in value]
     return value
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def predict_samples(model, samples: tuple[Sample, ...], batch_size: int) -> tuple[np.ndarray, np.ndarray]:

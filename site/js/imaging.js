@@ -1,0 +1,373 @@
+// Image operations of the Python pipeline, reproduced to the byte where Python uses Pillow.
+//
+// An image is `{width, height, data}` with `data` a Uint8ClampedArray of interleaved 8-bit
+// channels, row-major: 4 channels (RGBA, canvas ImageData's layout) or 3 (RGB). Functions returning
+// an image keep the channel count of their input unless they say otherwise; every channel,
+// alpha included, is treated alike (the pipeline drops alpha first, with toRGB).
+// A planar image is `{data: Float32Array, dims: [C, H, W]}`, the layout the nets take.
+//
+// - resizeBilinear(image, width, height, box?): Pillow's Image.resize(..., BILINEAR).
+// - reduce(image, factorX, factorY): Pillow's Image.reduce.
+// - thumbnailSize / thumbnail(image, maxSide): Pillow's Image.thumbnail((maxSide, maxSide), BILINEAR).
+// - cropBoxForFace(box, framing), cropFace(rgb, box, framing, outSize): export/framing.py.
+// - toPlanar(rgb) and areaResize(planar, outH, outW): export/mtcnn.py's image layout and area_resize.
+
+const f32 = Math.fround;
+
+// Pillow's fixed-point resampling: coefficients scaled to 22 bits, leaving 8 for the pixel value
+// and 2 for overshoot, in a 32-bit accumulator (Resample.c, PRECISION_BITS).
+const PRECISION_BITS = 22;
+const PRECISION_ONE = 1 << PRECISION_BITS;
+const PRECISION_HALF = 1 << (PRECISION_BITS - 1);
+
+export function channelsOf(image) {
+  const channels = image.data.length / (image.width * image.height);
+  if (channels !== 3 && channels !== 4) {
+    throw new Error(`expected 3 or 4 channels, got ${image.width} x ${image.height} with ${image.data.length} values`);
+  }
+  return channels;
+}
+
+export function toRGB(image) {
+  if (channelsOf(image) === 3) return image;
+  const pixels = image.width * image.height;
+  const data = new Uint8ClampedArray(pixels * 3);
+  for (let i = 0; i < pixels; i++) {
+    data[i * 3] = image.data[i * 4];
+    data[i * 3 + 1] = image.data[i * 4 + 1];
+    data[i * 3 + 2] = image.data[i * 4 + 2];
+  }
+  return { width: image.width, height: image.height, data };
+}
+
+/** RGB or RGBA -> RGBA with opaque alpha, for canvas putImageData. */
+export function toRGBA(image) {
+  if (channelsOf(image) === 4) return image;
+  const pixels = image.width * image.height;
+  const data = new Uint8ClampedArray(pixels * 4);
+  for (let i = 0; i < pixels; i++) {
+    data[i * 4] = image.data[i * 3];
+    data[i * 4 + 1] = image.data[i * 3 + 1];
+    data[i * 4 + 2] = image.data[i * 3 + 2];
+    data[i * 4 + 3] = 255;
+  }
+  return { width: image.width, height: image.height, data };
+}
+
+// --- Pillow resampling -------------------------------------------------------------------------
+
+function bilinearFilter(x) {
+  const a = Math.abs(x);
+  return a < 1 ? 1 - a : 0;
+}
+
+/**
+ * Pillow's precompute_coeffs for BILINEAR along one axis, with normalize_coeffs_8bpc applied.
+ * in0 and in1 are the source span, float32 as Pillow's C code receives the box. When shrinking,
+ * the filter is stretched by the scale, which is what antialiases.
+ */
+function precomputeCoeffs(inSize, in0, in1, outSize) {
+  const scale = f32(in1 - in0) / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale;
+  const inverseScale = 1 / filterScale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const bounds = new Int32Array(outSize * 2);
+  const coeffs = new Int32Array(outSize * ksize);
+  const weights = new Float64Array(ksize);
+  for (let xx = 0; xx < outSize; xx++) {
+    const center = in0 + (xx + 0.5) * scale;
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const count = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    let total = 0;
+    for (let x = 0; x < count; x++) {
+      weights[x] = bilinearFilter((x + xmin - center + 0.5) * inverseScale);
+      total += weights[x];
+    }
+    for (let x = 0; x < count; x++) {
+      const w = total !== 0 ? weights[x] / total : weights[x];
+      coeffs[xx * ksize + x] = Math.trunc(0.5 + w * PRECISION_ONE);
+    }
+    bounds[xx * 2] = xmin;
+    bounds[xx * 2 + 1] = count;
+  }
+  return { ksize, bounds, coeffs };
+}
+
+function clip8(sum) {
+  const v = sum >> PRECISION_BITS;
+  return v < 0 ? 0 : v > 255 ? 255 : v;
+}
+
+function resampleHorizontal(src, width, channels, rowFirst, rows, outWidth, { ksize, bounds, coeffs }) {
+  const out = new Uint8ClampedArray(outWidth * rows * channels);
+  for (let y = 0; y < rows; y++) {
+    const line = (y + rowFirst) * width * channels;
+    for (let xx = 0; xx < outWidth; xx++) {
+      const xmin = bounds[xx * 2];
+      const count = bounds[xx * 2 + 1];
+      const k = xx * ksize;
+      for (let c = 0; c < channels; c++) {
+        let sum = PRECISION_HALF;
+        for (let x = 0; x < count; x++) sum += src[line + (x + xmin) * channels + c] * coeffs[k + x];
+        out[(y * outWidth + xx) * channels + c] = clip8(sum);
+      }
+    }
+  }
+  return out;
+}
+
+function resampleVertical(src, width, channels, outHeight, rowShift, { ksize, bounds, coeffs }) {
+  const out = new Uint8ClampedArray(width * outHeight * channels);
+  const stride = width * channels;
+  for (let yy = 0; yy < outHeight; yy++) {
+    const ymin = bounds[yy * 2] - rowShift;
+    const count = bounds[yy * 2 + 1];
+    const k = yy * ksize;
+    for (let i = 0; i < stride; i++) {
+      let sum = PRECISION_HALF;
+      for (let y = 0; y < count; y++) sum += src[(y + ymin) * stride + i] * coeffs[k + y];
+      out[yy * stride + i] = clip8(sum);
+    }
+  }
+  return out;
+}
+
+/**
+ * Pillow's Image.resize((width, height), Resampling.BILINEAR, box) for 8-bit images (Pillow 13's
+ * Resample.c): two separable passes, each rounding to 8 bits, so their order changes the result.
+ * Pillow runs the vertical pass first when the height loses more than twice as many pixels as
+ * the width, otherwise the horizontal one first (over only the rows the vertical pass reads).
+ * A pass whose size and box leave its axis unchanged is skipped.
+ * box = [x0, y0, x1, y1] (floats allowed) is the source region; default the whole image.
+ */
+export function resizeBilinear(image, width, height, box = [0, 0, image.width, image.height]) {
+  const channels = channelsOf(image);
+  const [x0, y0, x1, y1] = box.map(f32);
+  const needHorizontal = width !== image.width || x0 !== 0 || x1 !== width;
+  const needVertical = height !== image.height || y0 !== 0 || y1 !== height;
+  if (!needHorizontal && !needVertical) {
+    return { width, height, data: new Uint8ClampedArray(image.data) };
+  }
+  const shrinkY = image.height - height;
+  const verticalFirst = shrinkY > 0 && shrinkY > (image.width - width) * 2;
+  const vertical = precomputeCoeffs(image.height, y0, y1, height);
+  const horizontal = needHorizontal ? precomputeCoeffs(image.width, x0, x1, width) : null;
+  let { data } = image;
+  if (verticalFirst) {
+    data = resampleVertical(data, image.width, channels, height, 0, vertical);
+    if (needHorizontal) data = resampleHorizontal(data, image.width, channels, 0, height, width, horizontal);
+    return { width, height, data };
+  }
+  let rowShift = 0;
+  if (needHorizontal) {
+    const first = vertical.bounds[0];
+    const last = vertical.bounds[height * 2 - 2] + vertical.bounds[height * 2 - 1];
+    data = resampleHorizontal(data, image.width, channels, first, last - first, width, horizontal);
+    rowShift = first;
+  }
+  if (needVertical) data = resampleVertical(data, width, channels, height, rowShift, vertical);
+  return { width, height, data };
+}
+
+/**
+ * Pillow's integer reduce multiplier (Reduce.c division_UINT32): 2**32 / (256 * count), computed
+ * in float32 and truncated, so the mean of `count` pixels is ((sum + count / 2) * m) >> 24.
+ */
+function reduceMultiplier(count) {
+  return Math.trunc(f32(f32(2 ** 32) / f32(256 * count)));
+}
+
+/**
+ * Pillow's Image.reduce((factorX, factorY)): the rounded mean of each factorX x factorY block;
+ * the last column and row average the partial blocks (output size rounded up).
+ */
+export function reduce(image, factorX, factorY) {
+  const channels = channelsOf(image);
+  const { width, height } = image;
+  const outWidth = Math.ceil(width / factorX);
+  const outHeight = Math.ceil(height / factorY);
+  const data = new Uint8ClampedArray(outWidth * outHeight * channels);
+  const sums = new Float64Array(channels);
+  for (let oy = 0; oy < outHeight; oy++) {
+    const yStart = oy * factorY;
+    const yEnd = Math.min(yStart + factorY, height);
+    for (let ox = 0; ox < outWidth; ox++) {
+      const xStart = ox * factorX;
+      const xEnd = Math.min(xStart + factorX, width);
+      const count = (yEnd - yStart) * (xEnd - xStart);
+      sums.fill(Math.floor(count / 2));
+      for (let y = yStart; y < yEnd; y++) {
+        for (let x = xStart; x < xEnd; x++) {
+          const p = (y * width + x) * channels;
+          for (let c = 0; c < channels; c++) sums[c] += image.data[p + c];
+        }
+      }
+      const multiplier = reduceMultiplier(count);
+      for (let c = 0; c < channels; c++) {
+        data[(oy * outWidth + ox) * channels + c] = Math.floor((sums[c] * multiplier) / 2 ** 24);
+      }
+    }
+  }
+  return { width: outWidth, height: outHeight, data };
+}
+
+/**
+ * The size Pillow's thumbnail((maxWidth, maxHeight)) gives: the aspect ratio kept, each side
+ * rounded to the neighbouring integer that keeps the ratio closest; null if the image already fits.
+ */
+export function thumbnailSize(width, height, maxWidth, maxHeight = maxWidth) {
+  if (maxWidth >= width && maxHeight >= height) return null;
+  const aspect = width / height;
+  const roundAspect = (value, error) => {
+    const low = Math.floor(value);
+    const high = Math.ceil(value);
+    return Math.max(error(high) < error(low) ? high : low, 1);
+  };
+  if (maxWidth / maxHeight >= aspect) {
+    return [roundAspect(maxHeight * aspect, (n) => Math.abs(aspect - n / maxHeight)), maxHeight];
+  }
+  return [maxWidth, roundAspect(maxWidth / aspect, (n) => (n === 0 ? 0 : Math.abs(aspect - maxWidth / n)))];
+}
+
+/**
+ * Pillow's Image.thumbnail((maxSide, maxSide), Resampling.BILINEAR) on a decoded image: with its
+ * default reducing_gap of 2, a shrink by 4 or more first reduces by whole factors, then resizes
+ * the rest from the matching fractional box. Returns the image itself when it already fits.
+ */
+export function thumbnail(image, maxSide) {
+  const size = thumbnailSize(image.width, image.height, maxSide);
+  if (size === null) return image;
+  const [width, height] = size;
+  const factorX = Math.trunc(image.width / width / 2) || 1;
+  const factorY = Math.trunc(image.height / height / 2) || 1;
+  if (factorX === 1 && factorY === 1) return resizeBilinear(image, width, height);
+  return resizeBilinear(reduce(image, factorX, factorY), width, height,
+    [0, 0, image.width / factorX, image.height / factorY]);
+}
+
+// --- Face crops (export/framing.py) --------------------------------------------------------------
+
+/** Python's round() on a number: halves go to the even neighbour. */
+export function roundHalfEven(value) {
+  const rounded = Math.round(value);
+  return Math.abs(value % 1) === 0.5 ? 2 * Math.round(value / 2) : rounded;
+}
+
+/**
+ * crop_box_for_face: face box [x1, y1, x2, y2] -> the square crop [x1, y1, x2, y2], which may
+ * reach past the image. framing = {center_dx, center_dy, side} in face sizes. The detector's
+ * boxes are float32 and numpy keeps float32 when mixing them with Python floats, so every step
+ * here rounds to float32 as Python does.
+ */
+export function cropBoxForFace(box, framing) {
+  const [x1, y1, x2, y2] = box.map(f32);
+  const size = f32(f32(f32(x2 - x1) + f32(y2 - y1)) / 2);
+  const cx = f32(f32(f32(x1 + x2) / 2) + f32(f32(framing.center_dx) * size));
+  const cy = f32(f32(f32(y1 + y2) / 2) + f32(f32(framing.center_dy) * size));
+  const half = f32(f32(f32(framing.side) * size) / 2);
+  return [f32(cx - half), f32(cy - half), f32(cx + half), f32(cy + half)];
+}
+
+/**
+ * crop_face: the framed crop of a face, outSize x outSize. The crop box is rounded to whole
+ * pixels, pixels past the image repeat its edge (clamped indices), and Pillow's bilinear resize
+ * brings it to outSize: the framing and filter the classifier was trained with.
+ */
+export function cropFace(image, box, framing, outSize) {
+  const channels = channelsOf(image);
+  const [x1, y1, x2] = cropBoxForFace(box, framing);
+  const side = Math.max(1, roundHalfEven(f32(x2 - x1)));
+  const left = roundHalfEven(x1);
+  const top = roundHalfEven(y1);
+  const clamp = (v, max) => (v < 0 ? 0 : v > max ? max : v);
+  const data = new Uint8ClampedArray(side * side * channels);
+  for (let y = 0; y < side; y++) {
+    const row = clamp(top + y, image.height - 1) * image.width;
+    for (let x = 0; x < side; x++) {
+      const from = (row + clamp(left + x, image.width - 1)) * channels;
+      data.set(image.data.subarray(from, from + channels), (y * side + x) * channels);
+    }
+  }
+  return resizeBilinear({ width: side, height: side, data }, outSize, outSize);
+}
+
+// --- Planar float images (export/mtcnn.py) -------------------------------------------------------
+
+/** RGB(A) image -> planar float32 RGB [3, H, W] of the 0..255 values. */
+export function toPlanar(image) {
+  const channels = channelsOf(image);
+  const { width, height } = image;
+  const plane = width * height;
+  const data = new Float32Array(3 * plane);
+  for (let i = 0; i < plane; i++) {
+    for (let c = 0; c < 3; c++) data[c * plane + i] = image.data[i * channels + c];
+  }
+  return { data, dims: [3, height, width] };
+}
+
+/** [3, H, W] planar image -> the window [x0, x1) x [y0, y1) of it, as its own planar image. */
+export function cropPlanar(planar, x0, y0, x1, y1) {
+  const [channels, height, width] = planar.dims;
+  const w = x1 - x0;
+  const h = y1 - y0;
+  const data = new Float32Array(channels * h * w);
+  for (let c = 0; c < channels; c++) {
+    for (let y = 0; y < h; y++) {
+      const from = (c * height + y0 + y) * width + x0;
+      data.set(planar.data.subarray(from, from + w), (c * h + y) * w);
+    }
+  }
+  return { data, dims: [channels, h, w] };
+}
+
+// torch's adaptive average pooling windows along one axis: [floor(i * in / out), ceil((i + 1) * in / out)).
+function areaWindows(inLen, outLen) {
+  const starts = new Int32Array(outLen);
+  const ends = new Int32Array(outLen);
+  for (let i = 0; i < outLen; i++) {
+    starts[i] = Math.floor((i * inLen) / outLen);
+    ends[i] = Math.ceil(((i + 1) * inLen) / outLen);
+  }
+  return { starts, ends };
+}
+
+/**
+ * area_resize: [C, H, W] -> [C, outH, outW] like torch interpolate(mode="area"): each output is
+ * the mean of the input window it covers, along rows then columns. As in Python, the sums come
+ * from float64 prefix sums accumulated in order, and only the final means are rounded to float32,
+ * so the result matches numpy's bit for bit.
+ */
+export function areaResize(planar, outH, outW) {
+  const [channels, height, width] = planar.dims;
+  const rows = areaWindows(height, outH);
+  const cols = areaWindows(width, outW);
+  const src = planar.data;
+  const out = new Float32Array(channels * outH * outW);
+  const columnPrefix = new Float64Array((height + 1) * width);
+  const rowMeans = new Float64Array(outH * width);
+  const rowPrefix = new Float64Array(width + 1);
+  for (let c = 0; c < channels; c++) {
+    const plane = c * height * width;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        columnPrefix[(y + 1) * width + x] = columnPrefix[y * width + x] + src[plane + y * width + x];
+      }
+    }
+    for (let i = 0; i < outH; i++) {
+      const count = rows.ends[i] - rows.starts[i];
+      for (let x = 0; x < width; x++) {
+        const sum = columnPrefix[rows.ends[i] * width + x] - columnPrefix[rows.starts[i] * width + x];
+        rowMeans[i * width + x] = sum / count;
+      }
+    }
+    for (let i = 0; i < outH; i++) {
+      for (let x = 0; x < width; x++) rowPrefix[x + 1] = rowPrefix[x] + rowMeans[i * width + x];
+      for (let j = 0; j < outW; j++) {
+        const count = cols.ends[j] - cols.starts[j];
+        out[(c * outH + i) * outW + j] = (rowPrefix[cols.ends[j]] - rowPrefix[cols.starts[j]]) / count;
+      }
+    }
+  }
+  return { data: out, dims: [channels, outH, outW] };
+}

@@ -1,0 +1,113 @@
+// A photo in, the faces found and classified out: export/predict.py's Predictor.predict_photo
+// followed by describe, over injected nets (see mtcnn.js's createOrtRunner).
+//
+// preparePhoto(image, inputLimits) -> RGB image: what open_photo does after decoding (alpha
+//   dropped, the longer side brought to at most inputLimits.max_side by Pillow's thumbnail).
+// analysePhoto(image, {manifest, runNet, wholeImage}) -> Promise<[face]>, highest detector score first
+//   image: {width, height, data} RGB or RGBA (imaging.js; alpha is dropped); manifest: the parsed manifest.json;
+//   runNet(name, data, dims): runs "pnet", "rnet", "onet" (mtcnn.js) and "classifier"
+//     ([N, 3, S, S] -> logits, reason_logits and, per target layer L, L_activations and L_weights);
+//   wholeImage: treat the photo itself as one face crop, without the detector.
+//   face, with describe's keys (unrounded) so browser and CLI records read alike:
+//     box, score, landmarks ([] in wholeImage mode), crop_box: as in mtcnn.js, pixels of image;
+//     class: the most probable class name; probabilities: {class: p};
+//     reason: the most probable reason name when class is "incorrect", else null;
+//     reason_probabilities: {reason: p};
+//     heatmaps: {layer: {data: Float32Array, dims: [classes, h, w]}}, coarse maps in [0, 1];
+//     crop: the S x S RGB crop the classifier saw.
+// overlays(face, manifest) -> {layer: RGB image}: the predicted class's heatmap on the crop.
+
+import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from './gradcam.js';
+import { cropBoxForFace, cropFace, resizeBilinear, thumbnail, toRGB } from './imaging.js';
+import { detectFaces } from './mtcnn.js';
+import { normalizeCrops } from './preprocess.js';
+
+export function preparePhoto(image, inputLimits) {
+  if (image.width * image.height > inputLimits.max_pixels) {
+    throw new Error(`photo too large: ${image.width} x ${image.height} pixels `
+      + `(limit ${Math.round(inputLimits.max_pixels / 1e6)} megapixels)`);
+  }
+  return thumbnail(toRGB(image), inputLimits.max_side);
+}
+
+/** Index of the largest value; the first one on ties, as numpy's argmax. */
+function argmax(values) {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+/** Per crop: class probabilities, reason probabilities and coarse maps per layer ([classes, h, w]). */
+async function predictCrops(crops, manifest, runNet) {
+  const { classifier, classes } = manifest;
+  const input = normalizeCrops(crops, classifier.preprocessing);
+  const outputs = await runNet('classifier', input.data, input.dims);
+  const probabilities = softmax(outputs.logits);
+  const reasonProbabilities = softmax(outputs.reason_logits);
+  const reasons = outputs.reason_logits.dims[1];
+  const maps = {};
+  for (const layer of classifier.target_layers) {
+    const activations = outputs[`${layer}_activations`];
+    const weights = outputs[`${layer}_weights`].data;
+    maps[layer] = classes.map((_, k) => gradcamFromOutputs(activations.data, weights, activations.dims, k));
+  }
+  return crops.map((_, i) => ({
+    probabilities: probabilities.subarray(i * classes.length, (i + 1) * classes.length),
+    reasonProbabilities: reasonProbabilities.subarray(i * reasons, (i + 1) * reasons),
+    heatmaps: Object.fromEntries(Object.entries(maps).map(([layer, perClass]) => {
+      const [, h, w] = perClass[0].dims;
+      const data = new Float32Array(classes.length * h * w);
+      perClass.forEach((cam, k) => data.set(cam.data.subarray(i * h * w, (i + 1) * h * w), k * h * w));
+      return [layer, { data, dims: [classes.length, h, w] }];
+    })),
+  }));
+}
+
+export async function analysePhoto(image, { manifest, runNet, wholeImage = false }) {
+  const rgb = toRGB(image);
+  const size = manifest.classifier.preprocessing.size;
+  let faces;
+  if (wholeImage) {
+    const full = [0, 0, rgb.width, rgb.height];
+    faces = [{ box: full, score: 1, landmarks: [], crop_box: full, crop: resizeBilinear(rgb, size, size) }];
+  } else {
+    const { framing } = manifest.face_crop;
+    const detected = await detectFaces(rgb, runNet, manifest.face_detector);
+    faces = detected.map((face) => ({
+      ...face,
+      crop_box: cropBoxForFace(face.box, framing),
+      crop: cropFace(rgb, face.box, framing, size),
+    }));
+  }
+  if (faces.length === 0) return [];
+  const predictions = await predictCrops(faces.map((face) => face.crop), manifest, runNet);
+  const { classes, reasons } = manifest;
+  return faces.map((face, i) => {
+    const { probabilities, reasonProbabilities, heatmaps } = predictions[i];
+    const predicted = classes[argmax(probabilities)];
+    return {
+      box: face.box,
+      score: face.score,
+      landmarks: face.landmarks,
+      crop_box: face.crop_box,
+      class: predicted,
+      probabilities: Object.fromEntries(classes.map((name, k) => [name, probabilities[k]])),
+      reason: predicted === 'incorrect' ? reasons[argmax(reasonProbabilities)] : null,
+      reason_probabilities: Object.fromEntries(reasons.map((name, k) => [name, reasonProbabilities[k]])),
+      heatmaps,
+      crop: face.crop,
+    };
+  });
+}
+
+export function overlays(face, manifest) {
+  const classIndex = manifest.classes.indexOf(face.class);
+  const colormap = parseColormap(manifest.drawing.colormap);
+  const { width, height } = face.crop;
+  return Object.fromEntries(Object.entries(face.heatmaps).map(([layer, maps]) => {
+    const [, h, w] = maps.dims;
+    const coarse = { data: maps.data.subarray(classIndex * h * w, (classIndex + 1) * h * w), dims: [1, h, w] };
+    const cam = upsampleCam(coarse, { width, height });
+    return [layer, overlayHeatmap(face.crop, cam.data, colormap, manifest.drawing.image_weight)];
+  }));
+}

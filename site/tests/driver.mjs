@@ -1,0 +1,95 @@
+// Runs the site's modules on inputs from Python, for tests/test_js_parity.py.
+//
+//   node tests/driver.mjs request.json response.json
+//
+// request: {op, ...}; binary arrays travel as base64 of their little-endian bytes:
+//   images as {width, height, data: base64 of uint8}, float arrays as base64 of float32.
+// - op "calls": {calls: [{fn, args}]} runs pure functions, answering one result per call:
+//     resize {image, width, height}, thumbnail {image, max_side}, crop_face {image, box, framing,
+//     size} (also answers crop_box), gradcam {activations, weights, dims, class_index, size},
+//     softmax {logits, dims}, normalize {crops, preprocessing}, overlay {crop, cam, colormap,
+//     image_weight}.
+// - op "detect": {models, settings, photos: [image]} -> per photo the faces of detectFaces.
+// - op "analyse": {models, photos: [{image, whole_image}]} -> per photo analysePhoto's faces, with
+//     the manifest read from models/manifest.json; heatmaps as nested lists, crops as images.
+// The ONNX ops run onnxruntime-web's wasm backend on one thread.
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from '../js/gradcam.js';
+import { cropBoxForFace, cropFace, resizeBilinear, thumbnail } from '../js/imaging.js';
+import { createOrtRunner, detectFaces } from '../js/mtcnn.js';
+import { analysePhoto } from '../js/pipeline.js';
+import { normalizeCrops } from '../js/preprocess.js';
+
+const bytes = (b64) => new Uint8Array(Buffer.from(b64, 'base64'));
+const floats = (b64) => {
+  const raw = Buffer.from(b64, 'base64');
+  return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+};
+const encode = (typed) => Buffer.from(typed.buffer, typed.byteOffset, typed.byteLength).toString('base64');
+const decodeImage = ({ width, height, data }) => ({ width, height, data: new Uint8ClampedArray(bytes(data)) });
+const encodeImage = ({ width, height, data }) => ({ width, height, data: encode(data) });
+
+const calls = {
+  resize: ({ image, width, height }) => encodeImage(resizeBilinear(decodeImage(image), width, height)),
+  thumbnail: ({ image, max_side: maxSide }) => encodeImage(thumbnail(decodeImage(image), maxSide)),
+  crop_face: ({ image, box, framing, size }) => ({
+    crop: encodeImage(cropFace(decodeImage(image), box, framing, size)),
+    crop_box: cropBoxForFace(box, framing),
+  }),
+  gradcam: ({ activations, weights, dims, class_index: classIndex, size }) => {
+    const coarse = gradcamFromOutputs(floats(activations), floats(weights), dims, classIndex);
+    const fine = upsampleCam(coarse, { width: size[0], height: size[1] });
+    return { coarse: encode(coarse.data), upsampled: encode(fine.data) };
+  },
+  softmax: ({ logits, dims }) => encode(softmax({ data: floats(logits), dims })),
+  normalize: ({ crops, preprocessing }) => encode(normalizeCrops(crops.map(decodeImage), preprocessing).data),
+  overlay: ({ crop, cam, colormap, image_weight: imageWeight }) =>
+    encodeImage(overlayHeatmap(decodeImage(crop), floats(cam), parseColormap(colormap), imageWeight)),
+};
+
+async function ortRunner(models, names) {
+  const ort = await import('onnxruntime-web');
+  ort.env.wasm.numThreads = 1;
+  const sessions = {};
+  for (const name of names) sessions[name] = await ort.InferenceSession.create(join(models, `${name}.onnx`));
+  return createOrtRunner(ort, sessions);
+}
+
+const toList = (tensor) => {
+  const [count, h, w] = tensor.dims;
+  return Array.from({ length: count }, (_, k) => Array.from({ length: h },
+    (_, y) => Array.from(tensor.data.subarray((k * h + y) * w, (k * h + y + 1) * w))));
+};
+
+const ops = {
+  calls: async ({ calls: list }) => list.map(({ fn, args }) => calls[fn](args)),
+  detect: async ({ models, settings, photos }) => {
+    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet']);
+    const results = [];
+    for (const photo of photos) results.push(await detectFaces(decodeImage(photo), runNet, settings));
+    return results;
+  },
+  analyse: async ({ models, photos }) => {
+    const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier']);
+    const results = [];
+    for (const { image, whole_image: wholeImage } of photos) {
+      const faces = await analysePhoto(decodeImage(image), { manifest, runNet, wholeImage });
+      results.push(faces.map((face) => ({
+        ...face,
+        heatmaps: Object.fromEntries(Object.entries(face.heatmaps).map(([layer, maps]) => [layer, toList(maps)])),
+        crop: encodeImage(face.crop),
+      })));
+    }
+    return results;
+  },
+};
+
+const [requestPath, responsePath] = process.argv.slice(2);
+const request = JSON.parse(await readFile(requestPath, 'utf8'));
+const started = performance.now();
+const result = await ops[request.op](request);
+await writeFile(responsePath, JSON.stringify({ result, seconds: (performance.now() - started) / 1000 }));

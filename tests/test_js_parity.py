@@ -1,0 +1,231 @@
+"""The browser's modules (site/js) against the Python reference, on the same inputs.
+
+Each test writes a request, runs ``node site/tests/driver.mjs`` on it and compares the answer with
+what export/ computes: Pillow-bilinear resizes, thumbnails and face crops; Grad-CAM maths and the
+rest of the pure functions; the MTCNN cascade and the whole photo analysis with onnxruntime-web
+(wasm, in Node) running the exported ONNX files.
+
+Skipped when ``node`` or ``site/node_modules`` (``npm ci`` in site/) is missing, except under
+CI=true, where that fails. The models are the session's one export (``exported_models`` in conftest).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from export.classifier import gradcam_from_outputs, upsample_cam
+from export.framing import Framing, crop_box_for_face, crop_face
+from export.mtcnn import FaceDetector
+from export.predict import Predictor, normalize_crops, open_photo, overlay_heatmap, softmax
+
+from .conftest import REPO, shared_data_or_skip
+
+
+@pytest.fixture(scope="module")
+def model_dir(exported_models):
+    _node()
+    shared_data_or_skip("real-photos", "test")
+    return exported_models
+
+SITE = REPO / "site"
+DRIVER = SITE / "tests" / "driver.mjs"
+def _node() -> str:
+    """The node executable; skips (fails under CI=true) without it or without site/node_modules."""
+    node = shutil.which("node")
+    missing = None
+    if node is None:
+        missing = "node is not on PATH"
+    elif not (SITE / "node_modules" / "onnxruntime-web").exists():
+        missing = "site/node_modules is missing (run npm ci in site/)"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {missing}")
+        pytest.skip(missing)
+    return node
+
+
+def run_driver(request: dict, folder: Path, timeout: int = 120):
+    node = _node()
+    folder.mkdir(parents=True, exist_ok=True)
+    request_path, response_path = folder / "request.json", folder / "response.json"
+    request_path.write_text(json.dumps(request))
+    result = subprocess.run([node, str(DRIVER), str(request_path), str(response_path)], cwd=SITE,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return json.loads(response_path.read_text())["result"]
+
+
+def encode_image(rgb: np.ndarray) -> dict:
+    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "data": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode()}
+
+
+def decode_image(image: dict) -> np.ndarray:
+    data = np.frombuffer(base64.b64decode(image["data"]), np.uint8)
+    return data.reshape(image["height"], image["width"], -1)
+
+
+def encode_floats(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, "<f4").tobytes()).decode()
+
+
+def decode_floats(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), "<f4")
+
+
+def iou(a, b) -> float:
+    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = inter_w * inter_h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def real_photos(count_per_class: dict[str, int]) -> list[np.ndarray]:
+    """The first photos of each class in the real-photos test split, decoded as the predictor does."""
+    photos = []
+    for name, count in count_per_class.items():
+        folder = shared_data_or_skip("real-photos", "test", name)
+        for path in sorted(folder.iterdir())[:count]:
+            photos.append(open_photo(path, 1280, 100_000_000))
+    return photos
+
+
+# --- (a) Pillow resampling and face crops ----------------------------------------------------------
+
+
+def test_resize_thumbnail_and_crops_match_pillow(tmp_path):
+    rng = np.random.default_rng(0)
+    framing = Framing(center_dx=-0.0005, center_dy=-0.0658, side=1.5864)
+    calls, expected = [], []
+    # Up, down, mixed; a height shrinking more than twice the width's (Pillow then runs the vertical
+    # pass first); an unchanged size; degenerate 1-pixel sides.
+    for (w, h), (ow, oh) in [((37, 23), (160, 160)), ((300, 200), (160, 160)), ((161, 97), (80, 120)),
+                             ((64, 300), (60, 40)), ((5, 7), (3, 2)), ((50, 50), (50, 50)), ((1, 9), (4, 1))]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        calls.append({"fn": "resize", "args": {"image": encode_image(rgb), "width": ow, "height": oh}})
+        expected.append(np.asarray(Image.fromarray(rgb).resize((ow, oh), Image.Resampling.BILINEAR)))
+    # Pillow's thumbnail reduces by whole factors first when shrinking 4x or more (reducing_gap 2).
+    for (w, h), side in [((900, 500), 100), ((333, 777), 50), ((1000, 300), 90), ((120, 80), 100), ((70, 40), 160)]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        calls.append({"fn": "thumbnail", "args": {"image": encode_image(rgb), "max_side": side}})
+        image = Image.fromarray(rgb)
+        image.thumbnail((side, side), Image.Resampling.BILINEAR)
+        expected.append(np.asarray(image))
+    crop_boxes = []
+    for w, h, box in [(120, 90, (30.3, 20.7, 70.2, 66.1)), (64, 64, (-10.5, 40.25, 30.0, 90.0)),
+                      (300, 200, (100.0, 50.0, 260.0, 190.0)), (40, 50, (12.0, 15.0, 14.0, 17.5))]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        box = np.asarray(box, np.float32)  # detector boxes are float32
+        calls.append({"fn": "crop_face", "args": {"image": encode_image(rgb), "box": box.tolist(),
+                                                  "framing": asdict(framing), "size": 160}})
+        expected.append(crop_face(rgb, box, framing, 160))
+        crop_boxes.append([float(v) for v in crop_box_for_face(box, framing)])
+    results = run_driver({"op": "calls", "calls": calls}, tmp_path)
+    differences = []
+    for call, result, reference in zip(calls, results, expected):
+        image = decode_image(result["crop"] if call["fn"] == "crop_face" else result)
+        assert image.shape == reference.shape, call["fn"]
+        differences.append(int(np.abs(image.astype(int) - reference).max()))
+    assert max(differences) <= 1, differences
+    js_boxes = [r["crop_box"] for c, r in zip(calls, results) if c["fn"] == "crop_face"]
+    np.testing.assert_array_equal(np.asarray(js_boxes), np.asarray(crop_boxes))
+
+
+# --- (b) Grad-CAM and the other pure maths ----------------------------------------------------------
+
+
+def test_gradcam_softmax_normalisation_and_overlay_match_python(tmp_path):
+    rng = np.random.default_rng(1)
+    calls, expected = [], []
+    for n, c, h, w, size in [(2, 64, 5, 5, (160, 160)), (1, 300, 3, 3, (37, 23)), (3, 16, 8, 8, (8, 8))]:
+        activations = np.maximum(rng.normal(size=(n, c, h, w)), 0).astype(np.float32)
+        weights = rng.normal(size=(n, 3, c)).astype(np.float32)
+        for k in range(3):
+            coarse = gradcam_from_outputs(activations, weights, k)
+            calls.append({"fn": "gradcam", "args": {"activations": encode_floats(activations),
+                                                    "weights": encode_floats(weights), "dims": [n, c, h, w],
+                                                    "class_index": k, "size": list(size)}})
+            expected.append((coarse, upsample_cam(coarse, size)))
+    results = run_driver({"op": "calls", "calls": calls}, tmp_path / "gradcam")
+    worst = 0.0
+    for (coarse, fine), result in zip(expected, results):
+        worst = max(worst, np.abs(decode_floats(result["coarse"]) - coarse.ravel()).max(),
+                    np.abs(decode_floats(result["upsampled"]) - fine.ravel()).max())
+    assert worst <= 1e-5, worst
+
+    logits = rng.normal(scale=4, size=(5, 3)).astype(np.float32)
+    crops = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    preprocessing = {"size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.5019607843137255] * 3}
+    colormap = [f"#{i:02x}{255 - i:02x}{(7 * i) % 256:02x}" for i in range(256)]
+    cam = upsample_cam(gradcam_from_outputs(rng.random((1, 4, 4, 4), np.float32),
+                                            rng.normal(size=(1, 3, 4)).astype(np.float32), 0), 16)[0]
+    table = np.array([[int(e[i:i + 2], 16) for i in (1, 3, 5)] for e in colormap], np.uint8)
+    probabilities, inputs, overlay = run_driver({"op": "calls", "calls": [
+        {"fn": "softmax", "args": {"logits": encode_floats(logits), "dims": [5, 3]}},
+        {"fn": "normalize", "args": {"crops": [encode_image(c) for c in crops], "preprocessing": preprocessing}},
+        {"fn": "overlay", "args": {"crop": encode_image(crops[0]), "cam": encode_floats(cam), "colormap": colormap,
+                                   "image_weight": 0.5}},
+    ]}, tmp_path / "maths")
+    np.testing.assert_allclose(decode_floats(probabilities), softmax(logits).ravel(), atol=1e-6)
+    np.testing.assert_array_equal(decode_floats(inputs), normalize_crops(crops, preprocessing).ravel())
+    reference = overlay_heatmap(crops[0], cam, table, 0.5)
+    assert np.abs(decode_image(overlay).astype(int) - reference).max() <= 1
+
+
+# --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------
+
+
+def test_mtcnn_cascade_matches_python(model_dir, tmp_path):
+    photos = real_photos({"with_mask": 3, "without_mask": 2})
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    settings = manifest["face_detector"]
+    detector = FaceDetector(model_dir, min_face_size=settings["min_face_size"],
+                            thresholds=tuple(settings["thresholds"]), factor=settings["factor"])
+    results = run_driver({"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos],
+                          "settings": {k: settings[k] for k in ("min_face_size", "thresholds", "factor")}}, tmp_path)
+    found = 0
+    for photo, js_faces in zip(photos, results):
+        faces = detector.detect(photo)
+        assert len(js_faces) == len(faces)
+        for face in faces:
+            # Match by overlap: faces with equal scores may come in either order.
+            match = max(js_faces, key=lambda f: iou(f["box"], face.box))
+            assert iou(match["box"], face.box) >= 0.99
+            assert np.abs(np.asarray(match["landmarks"]) - face.landmarks).max() <= 1
+            assert match["score"] == pytest.approx(face.score, abs=1e-4)
+            found += 1
+    assert found >= 3, "too few faces found to compare the cascades"
+
+
+# --- (d) the whole photo analysis --------------------------------------------------------------------
+
+
+def test_photo_analysis_matches_predictor(model_dir, tmp_path):
+    photos = real_photos({"with_mask": 1, "without_mask": 1})
+    cases = [(photo, False) for photo in photos] + [(photos[0], True)]
+    results = run_driver({"op": "analyse", "models": str(model_dir),
+                          "photos": [{"image": encode_image(p), "whole_image": w} for p, w in cases]}, tmp_path)
+    predictor = Predictor(model_dir, threads=1)
+    for (photo, whole_image), js_faces in zip(cases, results):
+        faces = predictor.predict_photo(photo, whole_image=whole_image)
+        assert faces and len(js_faces) == len(faces)
+        for face, js in zip(faces, js_faces):
+            record = predictor.describe(face)
+            assert iou(js["box"], face.box) >= 0.99
+            assert js["class"] == record["class"] and js["reason"] == record["reason"]
+            for name, p in zip(predictor.classes, face.probabilities):
+                assert js["probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+            for name, p in zip(predictor.reasons, face.reason_probabilities):
+                assert js["reason_probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+            for layer, maps in face.coarse_maps.items():
+                assert np.abs(np.asarray(js["heatmaps"][layer]) - maps).max() <= 0.02, layer
