@@ -159,7 +159,9 @@ def evaluate(config: EvalConfig) -> dict:
             split_summaries = {s: index_split(config.data_root, s, check_images=False).summary() for s in SPLITS}
             result["splits"] = {s: {k: v[k] for k in ("images", "classes", "reasons")}
                                 for s, v in split_summaries.items()}
-    result["evaluation"] = asdict(config) | {"checkpoint": Path(config.checkpoint).name}
+    # Only what determines the numbers: the same evaluation written elsewhere gives the same bytes.
+    result["evaluation"] = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "figures")}
+    result["evaluation"]["checkpoint"] = Path(config.checkpoint).name
     result = _round(result)
     out_dir = Path(config.out_dir)
     write_json(out_dir / f"metrics-{stem}.json", result)

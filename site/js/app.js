@@ -1,0 +1,262 @@
+// The page: wires the inputs (file picker, drag and drop, paste, phone camera) to session.js and
+// shows what comes back with drawing.js. Holds no model logic.
+//
+// For tests and debugging, after every finished check the page sets
+//   document.body.dataset.state: "loading" | "ready" | "working" | "result" | "noface" | "error"
+//   document.body.dataset.checks: how many checks have finished (result, no face or error)
+//   window.__masklens_last: {state, wholeImage, photo: {width, height}, error,
+//     faces: [{box, score, class, probabilities, reason, reason_probabilities,
+//              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
+
+import { drawImage, drawPhoto, heatmapOverlay } from './drawing.js';
+import { Session } from './session.js';
+
+const MODELS_URL = new URL('../models/', import.meta.url).href;
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+const VERDICTS = {
+  covered: 'Mask worn correctly: nose, mouth and chin are covered.',
+  incorrect: 'Mask worn incorrectly.',
+  uncovered: 'No mask over the nose and mouth.',
+};
+const REASONS = {
+  nose: { what: 'The nose is uncovered.', fix: 'Pull the mask up over the nose and press the nose wire so it fits snugly.' },
+  chin: { what: 'The chin is uncovered.', fix: 'Pull the mask down under the chin.' },
+  nose_and_mouth: {
+    what: 'The nose and mouth are uncovered (the mask sits on the chin).',
+    fix: 'Pull the mask up so it covers the mouth and nose.',
+  },
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  drop: $('drop'), file: $('file'), status: $('status'), progress: $('progress'), error: $('error'),
+  noface: $('noface'), whole: $('whole'), result: $('result'), photo: $('photo'), faces: $('faces'),
+  detail: $('detail'), verdict: $('verdict'), advice: $('advice'), heatmap: $('heatmap'), bars: $('bars'),
+  explain: $('explain'), layer: $('layer'), opacity: $('opacity'), opacityValue: $('opacity-value'),
+  modelInfo: $('model-info'),
+};
+
+let session = null;
+let manifest = null;
+let current = null; // {photo, faces, wholeImage}
+let selected = -1;
+let lastBlob = null;
+let busy = false;
+
+function setState(state) {
+  document.body.dataset.state = state;
+}
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+}
+
+function finished(state, extra = {}) {
+  setState(state);
+  document.body.dataset.checks = String(Number(document.body.dataset.checks || 0) + 1);
+  window.__masklens_last = {
+    state,
+    wholeImage: current?.wholeImage ?? false,
+    photo: current ? { width: current.photo.width, height: current.photo.height } : null,
+    faces: (current?.faces ?? []).map((face) => ({
+      box: face.box, score: face.score, class: face.class, probabilities: face.probabilities,
+      reason: face.reason, reason_probabilities: face.reason_probabilities,
+      heatmaps: Object.fromEntries(Object.entries(face.heatmaps)
+        .map(([layer, maps]) => [layer, { dims: maps.dims, data: Array.from(maps.data) }])),
+    })),
+    ...extra,
+  };
+}
+
+const percent = (p) => `${(100 * p).toFixed(1)}%`;
+
+function formatBytes(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.round(bytes / 1e3)} kB`;
+}
+
+async function check(blob, { wholeImage = false } = {}) {
+  if (!manifest || busy) return;
+  busy = true;
+  ui.error.hidden = true;
+  ui.status.textContent = 'Working: finding faces and checking masks…';
+  setState('working');
+  ui.whole.disabled = true;
+  try {
+    const result = await session.analyse(blob, { wholeImage });
+    lastBlob = blob;
+    current = result;
+    ui.noface.hidden = result.faces.length > 0;
+    showResult();
+    if (result.faces.length === 0) {
+      ui.status.textContent = 'No face found.';
+      finished('noface');
+      ui.whole.focus();
+    } else {
+      const n = result.faces.length;
+      ui.status.textContent = wholeImage ? 'Checked the whole photo as one face.'
+        : `${n} face${n === 1 ? '' : 's'} found. Choose a face to see why.`;
+      finished('result');
+    }
+  } catch (error) {
+    // A bad file changes nothing else: the previous result, if any, stays on screen.
+    ui.status.textContent = manifest ? 'Ready. Choose a photo.' : '';
+    showError(error.message);
+    finished('error', { error: error.message });
+  } finally {
+    busy = false;
+    ui.whole.disabled = false;
+  }
+}
+
+function showResult() {
+  const { photo, faces } = current;
+  ui.result.hidden = false;
+  selected = faces.length ? 0 : -1;
+  drawPhoto(ui.photo, photo, faces, selected);
+  ui.photo.setAttribute('aria-label', faces.length
+    ? `Your photo with ${faces.length} face${faces.length === 1 ? '' : 's'} boxed: `
+      + faces.map((f, i) => `face ${i + 1} ${f.class}`).join(', ')
+    : 'Your photo; no face was found in it');
+  ui.faces.replaceChildren(...faces.map((face, i) => {
+    const item = document.createElement('li');
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.dataset.face = String(i);
+    button.setAttribute('aria-pressed', String(i === selected));
+    const name = document.createElement('span');
+    name.textContent = `Face ${i + 1}: `;
+    const cls = document.createElement('strong');
+    cls.className = `cls-${face.class}`;
+    cls.textContent = `${face.class} ${percent(face.probabilities[face.class])}`;
+    button.append(name, cls);
+    button.addEventListener('click', () => selectFace(i));
+    item.append(button);
+    return item;
+  }));
+  if (faces.length) selectFace(0, false);
+  else ui.detail.hidden = true;
+}
+
+function selectFace(index, focusDetail = true) {
+  selected = index;
+  const face = current.faces[index];
+  drawPhoto(ui.photo, current.photo, current.faces, selected);
+  for (const button of ui.faces.querySelectorAll('button')) {
+    button.setAttribute('aria-pressed', String(Number(button.dataset.face) === index));
+  }
+  ui.detail.hidden = false;
+  ui.verdict.className = `verdict cls-${face.class}`;
+  const unsure = face.probabilities[face.class] < 0.6 ? ' (the model is unsure: see the probabilities)' : '';
+  ui.verdict.textContent = `Face ${index + 1}: ${VERDICTS[face.class] ?? face.class}${unsure}`;
+  const reason = face.class === 'incorrect' ? REASONS[face.reason] : null;
+  ui.advice.hidden = !reason;
+  ui.advice.textContent = reason ? `${reason.what} What to fix: ${reason.fix}` : '';
+  ui.bars.replaceChildren(...manifest.classes.map((name) => {
+    const row = document.createElement('div');
+    row.className = 'bar';
+    const label = document.createElement('span');
+    label.textContent = name;
+    const track = document.createElement('span');
+    track.className = 'track';
+    const fill = document.createElement('span');
+    fill.className = `fill ${name}`;
+    fill.style.width = `${100 * face.probabilities[name]}%`;
+    fill.style.display = 'block';
+    track.append(fill);
+    track.setAttribute('role', 'img');
+    track.setAttribute('aria-label', `${name}: ${percent(face.probabilities[name])}`);
+    const value = document.createElement('span');
+    value.className = 'value';
+    value.textContent = percent(face.probabilities[name]);
+    row.append(label, track, value);
+    return row;
+  }));
+  ui.explain.value = face.class;
+  renderHeatmap();
+  if (focusDetail) ui.detail.scrollIntoView({ block: 'nearest' });
+}
+
+function renderHeatmap() {
+  if (!current || selected < 0) return;
+  const face = current.faces[selected];
+  const classIndex = manifest.classes.indexOf(ui.explain.value);
+  const opacity = Number(ui.opacity.value) / 100;
+  ui.opacityValue.textContent = `${ui.opacity.value}%`;
+  drawImage(ui.heatmap, heatmapOverlay(face, manifest, { layer: ui.layer.value, classIndex, opacity }));
+  ui.heatmap.setAttribute('aria-label', `Face ${selected + 1} crop with the ${ui.layer.value} heatmap `
+    + `for "${ui.explain.value}" at ${ui.opacity.value}% opacity`);
+}
+
+function firstImage(files) {
+  return Array.from(files ?? []).find((file) => file.size >= 0) ?? null;
+}
+
+function wireInputs() {
+  ui.file.addEventListener('change', () => {
+    const file = firstImage(ui.file.files);
+    if (file) check(file);
+    ui.file.value = '';
+  });
+  ui.drop.addEventListener('keydown', (event) => {
+    if (event.target === ui.drop && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      ui.file.click();
+    }
+  });
+  for (const type of ['dragenter', 'dragover']) {
+    ui.drop.addEventListener(type, (event) => { event.preventDefault(); ui.drop.classList.add('over'); });
+  }
+  ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
+  ui.drop.addEventListener('drop', (event) => {
+    event.preventDefault();
+    ui.drop.classList.remove('over');
+    const file = firstImage(event.dataTransfer?.files);
+    if (file) check(file);
+  });
+  // A photo dropped anywhere else must not make the browser navigate away to it.
+  window.addEventListener('dragover', (event) => event.preventDefault());
+  window.addEventListener('drop', (event) => event.preventDefault());
+  document.addEventListener('paste', (event) => {
+    const file = firstImage(event.clipboardData?.files);
+    if (file) { event.preventDefault(); check(file); }
+  });
+  ui.whole.addEventListener('click', () => { if (lastBlob) check(lastBlob, { wholeImage: true }); });
+  ui.explain.addEventListener('change', renderHeatmap);
+  ui.layer.addEventListener('change', renderHeatmap);
+  ui.opacity.addEventListener('input', renderHeatmap);
+}
+
+async function start() {
+  setState('loading');
+  wireInputs();
+  ui.file.disabled = true;
+  ui.status.textContent = 'Loading the models…';
+  ui.progress.hidden = false;
+  try {
+    session = new Session(WORKER_URL);
+    const ready = await session.load(MODELS_URL, ({ loaded, total }) => {
+      ui.progress.max = total || 1;
+      ui.progress.value = loaded;
+      ui.status.textContent = `Loading the models: ${formatBytes(loaded)} of ${formatBytes(total)}`;
+    });
+    manifest = ready.manifest;
+    ui.explain.replaceChildren(...manifest.classes.map((name) => new Option(name, name)));
+    const layers = new Set(manifest.classifier.target_layers);
+    for (const option of [...ui.layer.options]) if (!layers.has(option.value)) option.remove();
+    ui.modelInfo.textContent = `Model ${manifest.model_version}.`;
+    ui.progress.hidden = true;
+    ui.file.disabled = false;
+    ui.status.textContent = ready.fromCache ? 'Ready (models from this device’s cache). Choose a photo.'
+      : 'Ready. Choose a photo.';
+    setState('ready');
+  } catch (error) {
+    ui.progress.hidden = true;
+    ui.status.textContent = 'The checker could not start.';
+    showError(error.message);
+    setState('error');
+  }
+}
+
+start();

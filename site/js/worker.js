@@ -1,0 +1,189 @@
+// The Web Worker that does all the work: loads the manifest and the ONNX models (checked against the
+// manifest's sha256), decodes photos and runs pipeline.js's analysePhoto. Nothing leaves the device:
+// every file comes from this site, and photos are only read from the Blob the page hands over.
+//
+// Messages in (from session.js):
+//   {type: "load", modelsUrl}                 absolute URL of the folder holding manifest.json
+//   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
+// Messages out:
+//   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
+//   {type: "ready", manifest, fromCache}      models loaded and verified; fromCache: no model was downloaded
+//   {type: "result", id, photo, faces, wholeImage}
+//       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
+//       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
+//   {type: "error", id, stage, message}       stage: "load" or "analyse"; message: plain words
+//
+// Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
+// from the cache; a cached copy is checked against the sha256 again before use.
+
+import * as ort from '../ort/ort.wasm.min.mjs';
+import { analysePhoto, preparePhoto } from './pipeline.js';
+import { createOrtRunner } from './mtcnn.js';
+
+const CACHE_NAME = 'masklens-models-v1';
+const NETS = { pnet: 'pnet', rnet: 'rnet', onet: 'onet', classifier: 'classifier' };
+
+ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
+ort.env.wasm.numThreads = 1;
+ort.env.wasm.proxy = false;
+ort.env.logLevel = 'error';
+
+let state = null; // {manifest, runNet}
+
+class PlainError extends Error {}
+
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+
+async function sha256(bytes) {
+  return hex(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+function fileOf(manifest, net) {
+  if (net === 'classifier') return manifest.classifier.file;
+  const entry = manifest.face_detector?.nets?.[net];
+  return entry?.file ?? `${net}.onnx`;
+}
+
+async function openCache() {
+  try {
+    return typeof caches === 'undefined' ? null : await caches.open(CACHE_NAME);
+  } catch {
+    return null; // private modes may refuse storage: work without a cache
+  }
+}
+
+const cacheKey = (sha) => new URL(`masklens-model/${sha}`, self.location.origin).href;
+
+/** The bytes of one model, from the cache or the network, counted into progress as they arrive. */
+async function readModel(url, expected, cache, report) {
+  if (cache) {
+    const hit = await cache.match(cacheKey(expected.sha256));
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (await sha256(bytes) === expected.sha256) {
+        report(bytes.length);
+        return { bytes, cached: true };
+      }
+      await cache.delete(cacheKey(expected.sha256));
+    }
+  }
+  const response = await fetch(url, { cache: 'no-cache' });
+  if (!response.ok) throw new PlainError(`Could not download the model ${url.split('/').pop()} (HTTP ${response.status}).`);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+    report(value.length);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
+  return { bytes, cached: false };
+}
+
+async function load(modelsUrl) {
+  const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
+  const response = await fetch(new URL('manifest.json', base), { cache: 'no-cache' });
+  if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
+  const manifest = await response.json();
+  const cache = await openCache();
+  const total = Object.values(NETS).reduce((sum, net) => sum + (manifest.files[fileOf(manifest, net)]?.bytes ?? 0), 0);
+  let loaded = 0;
+  let allCached = true;
+  const sessions = {};
+  for (const net of Object.keys(NETS)) {
+    const file = fileOf(manifest, net);
+    const expected = manifest.files[file];
+    if (!expected) throw new PlainError(`The model description does not list ${file}; the site is incomplete.`);
+    const { bytes, cached } = await readModel(new URL(file, base).href, expected, cache, (n) => {
+      loaded += n;
+      self.postMessage({ type: 'progress', loaded, total, file });
+    });
+    allCached &&= cached;
+    if (!cached) {
+      if (await sha256(bytes) !== expected.sha256) {
+        throw new PlainError(`The model file ${file} is not the one this site was built with (its checksum differs), `
+          + 'so it was not used. Reload the page; if this persists, the site needs to be rebuilt.');
+      }
+      if (cache) {
+        try {
+          await cache.put(cacheKey(expected.sha256), new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+        } catch { /* quota full: keep going without caching */ }
+      }
+    }
+    sessions[net] = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  }
+  state = { manifest, runNet: createOrtRunner(ort, sessions) };
+  return { manifest, fromCache: allCached };
+}
+
+/** How far a JPEG decoder's draft mode would scale down (powers of two), as Pillow's draft does. */
+function draftSize(width, height, maxSide) {
+  let scale = 1;
+  while (scale < 8 && Math.floor(width / (scale * 2)) >= maxSide && Math.floor(height / (scale * 2)) >= maxSide) scale *= 2;
+  return [Math.ceil(width / scale), Math.ceil(height / scale)];
+}
+
+/** Blob -> RGBA pixels, EXIF orientation applied; very large photos are decoded scaled down. */
+async function decode(blob, limits) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image' });
+  } catch {
+    throw new PlainError('This file could not be opened as an image. It may not be a photo, or it may be damaged.');
+  }
+  try {
+    if (bitmap.width * bitmap.height > limits.max_pixels) {
+      throw new PlainError(`This photo is too large (${bitmap.width} × ${bitmap.height} pixels; `
+        + `the limit is ${Math.round(limits.max_pixels / 1e6)} megapixels).`);
+    }
+    let [width, height] = [bitmap.width, bitmap.height];
+    if (Math.max(width, height) > 2 * limits.max_side) {
+      [width, height] = draftSize(width, height, limits.max_side);
+      const scaled = await createImageBitmap(bitmap, { resizeWidth: width, resizeHeight: height, resizeQuality: 'high' });
+      bitmap.close();
+      bitmap = scaled;
+    }
+    const canvas = new OffscreenCanvas(width, height);
+    const context = canvas.getContext('2d', { willReadFrequently: true });
+    context.drawImage(bitmap, 0, 0);
+    const pixels = context.getImageData(0, 0, width, height);
+    return { width, height, data: pixels.data };
+  } finally {
+    bitmap.close();
+  }
+}
+
+async function analyse({ blob, wholeImage }) {
+  if (!state) throw new PlainError('The models are not loaded yet.');
+  const { manifest, runNet } = state;
+  if (!blob || blob.size === 0) throw new PlainError('This file is empty.');
+  const photo = preparePhoto(await decode(blob, manifest.input_limits), manifest.input_limits);
+  const faces = await analysePhoto(photo, { manifest, runNet, wholeImage });
+  return { photo, faces };
+}
+
+const plain = (error, fallback) => (error instanceof PlainError ? error.message : `${fallback} (${error?.message ?? error})`);
+
+self.onmessage = async ({ data: message }) => {
+  if (message.type === 'load') {
+    try {
+      const { manifest, fromCache } = await load(message.modelsUrl);
+      self.postMessage({ type: 'ready', manifest, fromCache });
+    } catch (error) {
+      self.postMessage({ type: 'error', stage: 'load', message: plain(error, 'The models could not be loaded') });
+    }
+  } else if (message.type === 'analyse') {
+    try {
+      const { photo, faces } = await analyse(message);
+      const transfer = [photo.data.buffer];
+      self.postMessage({ type: 'result', id: message.id, photo, faces, wholeImage: Boolean(message.wholeImage) }, transfer);
+    } catch (error) {
+      self.postMessage({ type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'This photo could not be checked') });
+    }
+  }
+};

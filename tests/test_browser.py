@@ -1,0 +1,265 @@
+"""The complete static site in a real browser (Debian's chromium, driven by Playwright).
+
+The site is built with scripts/build_site.py from the session's random-weights export and tiny
+results (test_docs' ``results``), served from a local port, and used as a person would: photos are
+uploaded through the file input. The app's answers are compared with export/predict.py's Predictor on
+the same pixels (PNG copies of real photos, decoded by Pillow as the predictor decodes them, so both
+sides start from identical pixels), and every request the pages make is recorded.
+
+Skipped without chromium (/usr/bin/chromium) or the playwright package, except under CI=true, where
+that fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from export.predict import Predictor, open_photo
+
+from .conftest import REPO, shared_data_or_skip
+from .test_docs import results  # noqa: F401 - the tiny results folder the write-up is rendered from
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 60_000
+
+
+def _skip_or_fail(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _skip_or_fail("the playwright package is not installed")
+    if not CHROMIUM.exists():
+        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(exported_models, results, tmp_path_factory) -> Path:  # noqa: F811
+    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
+    build_site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_site)
+    if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
+        _skip_or_fail("site/node_modules is missing (run npm ci in site/)")
+    return build_site.build(exported_models, tmp_path_factory.mktemp("browser") / "site", results)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def photos(exported_models, tmp_path_factory) -> dict[str, Path]:
+    """PNG copies of real photos (one per class folder) as the predictor decodes them, a photo
+    without a face, and a PDF named .jpg."""
+    manifest = Predictor(exported_models, threads=1).manifest
+    limits = manifest["input_limits"]
+    folder = tmp_path_factory.mktemp("photos")
+    out = {}
+    for name in ("with_mask", "without_mask"):
+        source = sorted(shared_data_or_skip("real-photos", "test", name).iterdir())[0]
+        out[name] = folder / f"{name}.png"
+        Image.fromarray(open_photo(source, limits["max_side"], limits["max_pixels"])).save(out[name])
+        out[f"{name}_jpeg"] = source
+    y, x = np.mgrid[0:150, 0:200]
+    gradient = np.stack([x * 255 // 199, y * 255 // 149, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    out["no_face"] = folder / "sky.png"
+    Image.fromarray(gradient).save(out["no_face"])
+    out["pdf"] = folder / "document.jpg"
+    out["pdf"].write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    return out
+
+
+class App:
+    """One page of the app, with every request it makes recorded."""
+
+    def __init__(self, context, base: str):
+        self.base = base
+        self.page = context.new_page()
+        self.requests: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.failed: list[str] = []  # requests answered with an error status, or not answered
+        self.page.on("requestfailed", lambda request: self.failed.append(request.url))
+        self.page.on("response", lambda response: response.status >= 400 and self.failed.append(response.url))
+
+    def open(self) -> "App":
+        self.page.goto(f"{self.base}/app/")
+        # Selectors, not wait_for_function: the page's CSP forbids the eval that one needs.
+        self.page.wait_for_selector("body[data-state=ready], body[data-state=error]", state="attached",
+                                    timeout=TIMEOUT_MS)
+        assert self.page.get_attribute("body", "data-state") == "ready", self.page.inner_text("#error")
+        return self
+
+    def checks(self) -> int:
+        return int(self.page.get_attribute("body", "data-checks") or 0)
+
+    def _after(self, action) -> dict:
+        done = self.checks() + 1
+        action()
+        self.page.wait_for_selector(f"body[data-checks='{done}']", state="attached", timeout=TIMEOUT_MS)
+        return self.page.evaluate("window.__masklens_last")
+
+    def upload(self, path: Path) -> dict:
+        return self._after(lambda: self.page.set_input_files("#file", str(path)))
+
+    def whole_image(self) -> dict:
+        return self._after(lambda: self.page.click("#whole"))
+
+
+@pytest.fixture(scope="module")
+def context(browser):
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def predictor(exported_models):
+    return Predictor(exported_models, threads=1)
+
+
+def iou(a, b) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def assert_same_faces(js_faces: list[dict], faces, predictor: Predictor) -> None:
+    assert faces and len(js_faces) == len(faces)
+    for face, js in zip(faces, js_faces):
+        record = predictor.describe(face)
+        assert iou(js["box"], face.box) >= 0.99
+        assert js["class"] == record["class"] and js["reason"] == record["reason"]
+        for name, p in zip(predictor.classes, face.probabilities):
+            assert js["probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+        for name, p in zip(predictor.reasons, face.reason_probabilities):
+            assert js["reason_probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+        for layer, maps in face.coarse_maps.items():
+            heat = js["heatmaps"][layer]
+            assert heat["dims"] == list(maps.shape)
+            assert np.abs(np.asarray(heat["data"]).reshape(maps.shape) - maps).max() <= 0.02, layer
+
+
+def test_photos_get_the_predictors_answers_without_any_request(context, server, photos, predictor, tmp_path):
+    app = App(context, server).open()
+    loaded = len(app.requests)
+    for name in ("with_mask", "without_mask"):
+        last = app.upload(photos[name])
+        assert last["state"] == "result", last
+        rgb = np.asarray(Image.open(photos[name]).convert("RGB"))
+        assert [last["photo"]["width"], last["photo"]["height"]] == [rgb.shape[1], rgb.shape[0]]
+        assert_same_faces(last["faces"], predictor.predict_photo(rgb), predictor)
+    # The original JPEG, decoded by the browser itself, also gets an answer.
+    assert app.upload(photos["with_mask_jpeg"])["state"] == "result"
+    # Looking at the details of a face: a button per face, the heatmap controls.
+    app.page.click("#faces button[data-face='0']")
+    assert app.page.is_visible("#detail") and app.page.inner_text("#bars").count("%") == 3
+    app.page.select_option("#layer", "repeat_2")
+    app.page.select_option("#explain", "uncovered")
+    app.page.fill("#opacity", "80")
+    assert app.page.inner_text("#opacity-value") == "80%"
+    app.page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
+    assert app.requests[loaded:] == [], "checking a photo made network requests"
+    assert not app.errors and not app.failed
+
+
+def test_not_an_image_gives_a_plain_error_and_changes_nothing_else(context, server, photos):
+    app = App(context, server).open()
+    app.upload(photos["with_mask"])
+    faces_before = app.page.inner_text("#faces")
+    last = app.upload(photos["pdf"])
+    assert last["state"] == "error"
+    assert "could not be opened as an image" in app.page.inner_text("#error")
+    assert app.page.is_visible("#error")
+    assert app.page.inner_text("#faces") == faces_before and app.page.is_visible("#result")
+
+
+def test_no_face_offers_the_whole_image_as_one_face(context, server, photos, predictor):
+    app = App(context, server).open()
+    last = app.upload(photos["no_face"])
+    assert last["state"] == "noface" and last["faces"] == []
+    assert "No face found" in app.page.inner_text("#status")
+    assert app.page.is_visible("#whole")
+    last = app.whole_image()
+    assert last["state"] == "result" and last["wholeImage"] and len(last["faces"]) == 1
+    rgb = np.asarray(Image.open(photos["no_face"]).convert("RGB"))
+    assert_same_faces(last["faces"], predictor.predict_photo(rgb, whole_image=True), predictor)
+    assert not app.page.is_visible("#noface")
+
+
+def test_a_second_visit_reads_the_models_from_the_cache(context, server):
+    App(context, server).open()  # fills the cache, if an earlier test has not already
+    app = App(context, server).open()
+    assert not [url for url in app.requests if url.endswith(".onnx")]
+    assert "cache" in app.page.inner_text("#status")
+
+
+def test_a_model_that_differs_from_the_manifest_is_refused(browser, server):
+    context = browser.new_context()  # a fresh cache
+    try:
+        page = context.new_page()
+
+        def tampered(route):
+            body = bytearray(route.fetch().body())
+            body[-1] ^= 0xFF
+            route.fulfill(status=200, body=bytes(body), headers={"content-type": "application/octet-stream"})
+
+        page.route("**/models/rnet.onnx", tampered)
+        page.goto(f"{server}/app/")
+        page.wait_for_selector("body[data-state=ready], body[data-state=error]", state="attached", timeout=TIMEOUT_MS)
+        assert page.get_attribute("body", "data-state") == "error"
+        assert "rnet.onnx" in page.inner_text("#error") and "checksum" in page.inner_text("#error")
+    finally:
+        context.close()
+
+
+def test_no_page_requests_anything_from_another_origin(browser, server, site):
+    context = browser.new_context()
+    try:
+        app = App(context, server)
+        for path in ("/", "/try/", "/method/", "/results/"):
+            app.page.goto(server + path)
+            app.page.wait_for_load_state("networkidle")
+            if path == "/try/":
+                assert app.page.locator("a.md-button[href='../app/']").count() == 1
+        app.page.goto(server + "/")
+        app.page.click("a.md-button[href='app/']")  # the home page's "Try it" button
+        app.page.wait_for_selector("body[data-state=ready]", state="attached", timeout=TIMEOUT_MS)
+        off_site = [url for url in app.requests if not url.startswith(server + "/")]
+        assert not off_site
+        assert not app.failed, app.failed
+    finally:
+        context.close()
+    assert 'http-equiv="Content-Security-Policy"' in (site / "app" / "index.html").read_text()
