@@ -27,3 +27,4 @@ fi
 
 "$bin/masklens-export" --checkpoint models/default.pt --out-dir models/onnx
 "$bin/masklens-benchmark" --models models/onnx
+"$bin/masklens-gallery" --models models/onnx

@@ -126,3 +126,22 @@ def test_benchmark_writes_its_report(model_dir, tmp_path):
     for timings in result["threads"].values():
         assert timings["photos"] == 1 and timings["classifier_per_face"]["median_ms"] > 0
     assert result["classifier_weights"] == "int8" and result["files"]["classifier.onnx"] > 0
+
+
+def test_gallery_figures_and_description(model_dir, tmp_path):
+    from export.gallery import GalleryConfig, gallery
+
+    root = shared_data_or_skip("maskedface-net")
+    mistake = sorted((root / "holdout" / "covered").iterdir())[0]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"most_confident_mistakes": [
+        {"file": f"holdout/covered/{mistake.name}", "true": "covered", "predicted": "uncovered", "confidence": 0.9}]}))
+    payload = gallery(GalleryConfig(models=str(model_dir), data_root=str(root), metrics=str(metrics),
+                                    out_dir=str(tmp_path / "out"), per_group=1, mistakes=1))
+    assert list(payload["groups"]) == ["covered", "incorrect-nose", "incorrect-chin", "incorrect-nose_and_mouth",
+                                       "uncovered"]
+    entries = [e for group in payload["groups"].values() for e in group] + payload["mistakes"]
+    assert len(entries) == 6 and payload["mistakes"][0]["file"] == mistake.name
+    for entry in entries:
+        assert (tmp_path / "out" / "figures" / entry["image"]).stat().st_size > 5000
+    assert json.loads((tmp_path / "out" / "gallery.json").read_text()) == payload

@@ -24,7 +24,8 @@ class ReportConfig:
 
 
 def load_results(results_dir: str | Path) -> dict:
-    """{preset: {metrics stem: metrics dict, ..., "history": [...]}} for every results/<preset>/ folder."""
+    """{preset: {metrics stem: metrics dict, ..., "history": [...], "gallery": {...}}} for every
+    results/<preset>/ folder (history and gallery only where their JSON exists)."""
     results = {}
     for preset_dir in sorted(p for p in Path(results_dir).iterdir() if p.is_dir()):
         entry = {path.stem.removeprefix("metrics-"): json.loads(path.read_text())
@@ -32,6 +33,9 @@ def load_results(results_dir: str | Path) -> dict:
         history_path = preset_dir / "history.json"
         if history_path.exists():
             entry["history"] = json.loads(history_path.read_text())["history"]
+        gallery_path = preset_dir / "gallery.json"
+        if gallery_path.exists():
+            entry["gallery"] = json.loads(gallery_path.read_text())
         results[preset_dir.name] = entry
     return results
 
@@ -43,11 +47,13 @@ def load_optional_json(path: str | Path) -> dict | None:
 
 def load_context(results_dir: str | Path) -> dict:
     """What templates see: ``results`` (see ``load_results``), and the top-level artifacts
-    ``framing`` (results/framing.json) and ``compression`` (results/compression.json), None if absent."""
+    ``framing`` (results/framing.json), ``compression`` (results/compression.json) and ``benchmark``
+    (results/benchmark.json), None if absent."""
     results_dir = Path(results_dir)
     return {"results": load_results(results_dir),
             "framing": load_optional_json(results_dir / "framing.json"),
-            "compression": load_optional_json(results_dir / "compression.json")}
+            "compression": load_optional_json(results_dir / "compression.json"),
+            "benchmark": load_optional_json(results_dir / "benchmark.json")}
 
 
 def percent(value: float, digits: int = 2) -> str:
