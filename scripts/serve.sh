@@ -3,7 +3,7 @@
 #   scripts/serve.sh [--models models/onnx]   ->   http://127.0.0.1:8000  (the app: /app/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh site
 (cd site && npm ci --no-audit --no-fund --loglevel=error)
 .venv/bin/python scripts/build_site.py "$@"
 echo "serving build/site at http://127.0.0.1:8000 (the app: http://127.0.0.1:8000/app/); Ctrl+C stops"
