@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/build_site.py [--models models/onnx] [--out build/site] [--results DIR]
 
-Layout of the result: the MkDocs pages at the root; the app at ``app/`` (index.html, js/, css/), its
+Layout of the result: the MkDocs pages at the root; the app at ``app/`` (index.html, coi-sw.js, js/, css/), its
 models at ``app/models/`` (manifest.json and the files it lists, nothing else) and onnxruntime-web's
 wasm build at ``app/ort/`` (the ES module entry and the wasm files its loader fetches), all served
 from the same origin: the site loads nothing from anywhere else. ``--results`` is the results folder
@@ -25,7 +25,9 @@ SITE_SOURCE = REPO / "site"
 ORT_DIST = SITE_SOURCE / "node_modules" / "onnxruntime-web" / "dist"
 # The ESM entry of the wasm-only build and what its loader imports and fetches (wasm backend, no JSEP).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-APP_FILES = ("index.html",)
+# coi-sw.js: the service worker that makes the app cross-origin isolated (threads), at the app's root so
+# that its scope is the app.
+APP_FILES = ("index.html", "coi-sw.js")
 APP_DIRS = ("js", "css")
 
 

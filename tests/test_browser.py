@@ -32,6 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000
+# Three photos of ../shared/data/real-photos/test/without_mask in which MTCNN finds one face each.
+SEVERAL_FACES = ("without_mask_00002.jpg", "without_mask_00006.jpg", "without_mask_00012.jpg")
 
 
 def _skip_or_fail(reason: str):
@@ -98,6 +100,29 @@ def photos(exported_models, tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(gradient).save(out["no_face"])
     out["pdf"] = folder / "document.jpg"
     out["pdf"].write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+    jpeg = out["with_mask_jpeg"].read_bytes()
+    out["truncated"] = folder / "truncated.jpg"  # a download cut off half way
+    out["truncated"].write_bytes(jpeg[: len(jpeg) // 2])
+    out["text"] = folder / "notes.jpg"
+    out["text"].write_text("Shopping list: masks, soap.\n" * 20)
+    # 8000 x 6000 (48 megapixels, under the limit): the face photo, blown up, on the gradient.
+    huge = Image.fromarray(gradient).resize((8000, 6000), Image.Resampling.NEAREST)
+    face = Image.open(out["without_mask"]).convert("RGB")
+    huge.paste(face.resize((3000, round(3000 * face.height / face.width)), Image.Resampling.BILINEAR), (2500, 1000))
+    out["huge"] = folder / "huge.jpg"
+    huge.save(out["huge"], quality=80)
+    # Several faces side by side (photos where MTCNN finds exactly one face each), under max_side.
+    height, gap = 240, 24
+    faces = [Image.open(shared_data_or_skip("real-photos", "test", "without_mask", name)).convert("RGB")
+             for name in SEVERAL_FACES]
+    faces = [im.resize((round(im.width * height / im.height), height), Image.Resampling.BILINEAR) for im in faces]
+    group = Image.new("RGB", (sum(im.width for im in faces) + gap * (len(faces) + 1), height + 2 * gap), (255,) * 3)
+    x = gap
+    for im in faces:
+        group.paste(im, (x, gap))
+        x += im.width + gap
+    out["group"] = folder / "group.png"
+    group.save(out["group"])
     return out
 
 
@@ -109,8 +134,9 @@ class App:
         self.page = context.new_page()
         self.requests: list[str] = []
         self.page.on("request", lambda request: self.requests.append(request.url))
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # uncaught exceptions and console errors
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
         self.failed: list[str] = []  # requests answered with an error status, or not answered
         self.page.on("requestfailed", lambda request: self.failed.append(request.url))
         self.page.on("response", lambda response: response.status >= 400 and self.failed.append(response.url))
@@ -122,6 +148,12 @@ class App:
                                     timeout=TIMEOUT_MS)
         assert self.page.get_attribute("body", "data-state") == "ready", self.page.inner_text("#error")
         return self
+
+    def runtime(self) -> dict:
+        """What runs the models, as the page reports it, and whether the page is cross-origin isolated."""
+        body = self.page.locator("body")
+        return {"backend": body.get_attribute("data-backend"), "threads": int(body.get_attribute("data-threads")),
+                "isolated": self.page.evaluate("crossOriginIsolated"), "footer": self.page.inner_text("#runtime-info")}
 
     def checks(self) -> int:
         return int(self.page.get_attribute("body", "data-checks") or 0)
@@ -192,7 +224,7 @@ def test_photos_get_the_predictors_answers_without_any_request(context, server, 
     assert app.page.inner_text("#opacity-value") == "80%"
     app.page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
     assert app.requests[loaded:] == [], "checking a photo made network requests"
-    assert not app.errors and not app.failed
+    assert not app.errors and not app.failed, (app.errors, app.failed)
 
 
 def test_not_an_image_gives_a_plain_error_and_changes_nothing_else(context, server, photos):
@@ -263,3 +295,71 @@ def test_no_page_requests_anything_from_another_origin(browser, server, site):
     finally:
         context.close()
     assert 'http-equiv="Content-Security-Policy"' in (site / "app" / "index.html").read_text()
+
+
+def test_the_service_worker_isolates_the_page_for_threads_with_the_same_answers(browser, server, photos, predictor):
+    rgb = np.asarray(Image.open(photos["without_mask"]).convert("RGB"))
+    faces = predictor.predict_photo(rgb)
+    answers = {}
+    for mode in ("allow", "block"):
+        context = browser.new_context(service_workers=mode)
+        try:
+            app = App(context, server).open()  # first visit: registers the service worker, reloads once
+            runtime = app.runtime()
+            if mode == "allow":
+                app.open()  # a second load stays isolated, without another reload
+                runtime = app.runtime()
+                cores = app.page.evaluate("navigator.hardwareConcurrency")
+                assert runtime["isolated"] is True
+                assert runtime["threads"] == min(4, cores) > 1, (runtime, cores)
+            else:
+                assert runtime["isolated"] is False and runtime["threads"] == 1
+            assert runtime["backend"] == "wasm"
+            assert runtime["footer"] == f"Runs on this device: wasm, {runtime['threads']} thread" + (
+                "s." if runtime["threads"] > 1 else ".")
+            last = app.upload(photos["without_mask"])
+            assert last["state"] == "result"
+            assert_same_faces(last["faces"], faces, predictor)
+            answers[mode] = last["faces"]
+            assert not app.errors and not app.failed, (app.errors, app.failed)
+        finally:
+            context.close()
+    for threaded, single in zip(answers["allow"], answers["block"]):
+        assert threaded["class"] == single["class"]
+        for name, p in single["probabilities"].items():
+            assert threaded["probabilities"][name] == pytest.approx(p, abs=1e-3)
+
+
+def test_bad_inputs_give_plain_messages_and_the_page_stays_usable(context, server, photos):
+    app = App(context, server).open()
+    for name, words in (("truncated", "could not be opened as an image"), ("text", "could not be opened as an image")):
+        last = app.upload(photos[name])
+        assert last["state"] == "error", (name, last)
+        assert words in app.page.inner_text("#error") and app.page.is_visible("#error"), name
+    last = app.upload(photos["huge"])  # scaled down before anything else: an answer, not a hang
+    assert last["state"] in ("result", "noface"), last
+    assert max(last["photo"]["width"], last["photo"]["height"]) <= 1280
+    assert not app.page.is_visible("#error")
+    last = app.upload(photos["no_face"])
+    assert last["state"] == "noface" and "No face found" in app.page.inner_text("#status")
+    assert app.page.is_visible("#noface")
+    last = app.upload(photos["without_mask"])
+    assert last["state"] == "result" and len(last["faces"]) == 1
+    assert not app.page.is_visible("#error") and not app.page.is_visible("#noface")
+    assert not app.errors, app.errors
+
+
+def test_a_photo_with_several_faces_labels_each(context, server, photos, predictor):
+    rgb = np.asarray(Image.open(photos["group"]).convert("RGB"))
+    faces = sorted(predictor.predict_photo(rgb), key=lambda face: face.box[0])
+    assert len(faces) == len(SEVERAL_FACES)
+    app = App(context, server).open()
+    last = app.upload(photos["group"])
+    assert last["state"] == "result"
+    assert_same_faces(sorted(last["faces"], key=lambda face: face["box"][0]), faces, predictor)
+    labels = app.page.locator("#faces button").all_inner_texts()
+    assert len(labels) == len(faces)
+    by_position = sorted(range(len(last["faces"])), key=lambda i: last["faces"][i]["box"][0])
+    for face, i in zip(faces, by_position):
+        assert labels[i].startswith(f"Face {i + 1}: {predictor.describe(face)['class']} ")
+    assert not app.errors, app.errors

@@ -7,12 +7,21 @@
 //   window.__masklens_last: {state, wholeImage, photo: {width, height}, error,
 //     faces: [{box, score, class, probabilities, reason, reason_probabilities,
 //              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
+//   document.body.dataset.backend / .threads: what runs the models once they are loaded ("wasm", "2")
+//
+// Cross-origin isolation: hosts such as GitHub Pages cannot send the COOP/COEP headers that
+// SharedArrayBuffer (and so onnxruntime's threads) needs; ../coi-sw.js adds them. On the first visit
+// isolate() registers it and reloads the page once; without it (service workers blocked or
+// unsupported) the models run on one thread, with the same answers.
 
 import { drawImage, drawPhoto, heatmapOverlay } from './drawing.js';
 import { Session } from './session.js';
 
 const MODELS_URL = new URL('../models/', import.meta.url).href;
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+const SERVICE_WORKER_URL = new URL('../coi-sw.js', import.meta.url);
+const RELOADED_KEY = 'masklens-coi-reloaded';
+const SERVICE_WORKER_WAIT_MS = 3000;
 
 const VERDICTS = {
   covered: 'Mask worn correctly: nose, mouth and chin are covered.',
@@ -34,7 +43,7 @@ const ui = {
   noface: $('noface'), whole: $('whole'), result: $('result'), photo: $('photo'), faces: $('faces'),
   detail: $('detail'), verdict: $('verdict'), advice: $('advice'), heatmap: $('heatmap'), bars: $('bars'),
   explain: $('explain'), layer: $('layer'), opacity: $('opacity'), opacityValue: $('opacity-value'),
-  modelInfo: $('model-info'),
+  modelInfo: $('model-info'), runtimeInfo: $('runtime-info'),
 };
 
 let session = null;
@@ -228,7 +237,47 @@ function wireInputs() {
   ui.opacity.addEventListener('input', renderHeatmap);
 }
 
+/**
+ * Makes the page cross-origin isolated if it is not yet: registers the service worker and reloads once.
+ * Returns true when a reload is under way (the page must not start), false to go on as the page is.
+ */
+async function isolate() {
+  const reloaded = {
+    get: () => { try { return sessionStorage.getItem(RELOADED_KEY) !== null; } catch { return true; } },
+    set: (on) => {
+      try {
+        if (on) sessionStorage.setItem(RELOADED_KEY, '1');
+        else sessionStorage.removeItem(RELOADED_KEY);
+      } catch { /* no storage: at most one reload is still ensured by get() */ }
+    },
+  };
+  if (window.crossOriginIsolated) {
+    reloaded.set(false);
+    return false;
+  }
+  if (!window.isSecureContext || !('serviceWorker' in navigator)) return false;
+  try {
+    // A blocked registration may neither resolve nor reject: give up after a few seconds.
+    const timeout = new Promise((_, reject) => {
+      setTimeout(() => reject(new Error('timed out')), SERVICE_WORKER_WAIT_MS);
+    });
+    await Promise.race([
+      navigator.serviceWorker.register(SERVICE_WORKER_URL, { scope: './' }).then(() => navigator.serviceWorker.ready),
+      timeout]);
+  } catch {
+    return false; // blocked (private mode, policy), failed or too slow: one thread
+  }
+  // Registered and active, yet this page is not isolated: it loaded before the worker (first visit, or a
+  // hard reload that bypassed it). One reload per tab session, so a browser that ignores the headers
+  // cannot loop.
+  if (reloaded.get()) return false;
+  reloaded.set(true);
+  window.location.reload();
+  return true;
+}
+
 async function start() {
+  if (await isolate()) return;
   setState('loading');
   wireInputs();
   ui.file.disabled = true;
@@ -246,6 +295,10 @@ async function start() {
     const layers = new Set(manifest.classifier.target_layers);
     for (const option of [...ui.layer.options]) if (!layers.has(option.value)) option.remove();
     ui.modelInfo.textContent = `Model ${manifest.model_version}.`;
+    const { backend, threads } = ready.runtime;
+    ui.runtimeInfo.textContent = `Runs on this device: ${backend}, ${threads} thread${threads === 1 ? '' : 's'}.`;
+    document.body.dataset.backend = backend;
+    document.body.dataset.threads = String(threads);
     ui.progress.hidden = true;
     ui.file.disabled = false;
     ui.status.textContent = ready.fromCache ? 'Ready (models from this device’s cache). Choose a photo.'

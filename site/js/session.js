@@ -2,7 +2,8 @@
 // promises. Message shapes are documented at the top of worker.js.
 //
 // const session = new Session(workerUrl)
-// await session.load(modelsUrl, onProgress) -> {manifest, fromCache}; onProgress({loaded, total, file})
+// await session.load(modelsUrl, onProgress) -> {manifest, fromCache, runtime: {backend, threads}};
+//   onProgress({loaded, total, file})
 // await session.analyse(blob, {wholeImage}) -> {photo, faces, wholeImage}; rejects with an Error whose
 //   message is plain words (not an image, too large, ...)
 
@@ -23,7 +24,7 @@ export class Session {
     if (message.type === 'progress') {
       this.loading?.onProgress?.(message);
     } else if (message.type === 'ready') {
-      this.loading?.resolve({ manifest: message.manifest, fromCache: message.fromCache });
+      this.loading?.resolve({ manifest: message.manifest, fromCache: message.fromCache, runtime: message.runtime });
     } else if (message.type === 'error' && message.stage === 'load') {
       this.loading?.reject(new Error(message.message));
     } else if (message.type === 'result' || message.type === 'error') {

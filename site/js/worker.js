@@ -7,7 +7,8 @@
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
 // Messages out:
 //   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
-//   {type: "ready", manifest, fromCache}      models loaded and verified; fromCache: no model was downloaded
+//   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
+//       downloaded; runtime: {backend: "wasm", threads}: threads > 1 only when cross-origin isolated
 //   {type: "result", id, photo, faces, wholeImage}
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
@@ -24,7 +25,9 @@ const CACHE_NAME = 'masklens-models-v1';
 const NETS = { pnet: 'pnet', rnet: 'rnet', onet: 'onet', classifier: 'classifier' };
 
 ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
-ort.env.wasm.numThreads = 1;
+// Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
+const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+ort.env.wasm.numThreads = THREADS;
 ort.env.wasm.proxy = false;
 ort.env.logLevel = 'error';
 
@@ -118,7 +121,7 @@ async function load(modelsUrl) {
     sessions[net] = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
   }
   state = { manifest, runNet: createOrtRunner(ort, sessions) };
-  return { manifest, fromCache: allCached };
+  return { manifest, fromCache: allCached, runtime: { backend: 'wasm', threads: THREADS } };
 }
 
 /** How far a JPEG decoder's draft mode would scale down (powers of two), as Pillow's draft does. */
@@ -172,8 +175,8 @@ const plain = (error, fallback) => (error instanceof PlainError ? error.message 
 self.onmessage = async ({ data: message }) => {
   if (message.type === 'load') {
     try {
-      const { manifest, fromCache } = await load(message.modelsUrl);
-      self.postMessage({ type: 'ready', manifest, fromCache });
+      const { manifest, fromCache, runtime } = await load(message.modelsUrl);
+      self.postMessage({ type: 'ready', manifest, fromCache, runtime });
     } catch (error) {
       self.postMessage({ type: 'error', stage: 'load', message: plain(error, 'The models could not be loaded') });
     }
