@@ -1,0 +1,58 @@
+"""The committed artifacts: the checkpoint, its metrics, the shipped ONNX models and their manifest."""
+
+import json
+
+import numpy as np
+import pytest
+
+from export.build import TARGET_LAYERS, heatmaps, run_split
+from export.classifier import export_classifier
+from export.predict import Predictor, softmax
+from training.data import CLASSES, REASONS, index_split, sha256_of
+from training.evaluate import EvalConfig, evaluate
+from training.preprocess import load_rgb, to_input_array
+from training.train import load_checkpoint, model_from_checkpoint
+
+from .conftest import REPO, shared_data_or_skip
+
+CHECKPOINT = REPO / "models" / "default.pt"
+MODELS = REPO / "models" / "onnx"
+RESULTS = REPO / "results" / "default"
+
+
+def test_shipped_models_match_their_manifest():
+    predictor = Predictor(MODELS, threads=1)  # refuses any file whose sha256 differs from the manifest
+    manifest = predictor.manifest
+    assert manifest["classes"] == list(CLASSES) and manifest["reasons"] == list(REASONS)
+    assert manifest["model_version"] == sha256_of(CHECKPOINT)[:12]
+    holdout = json.loads((RESULTS / "metrics-holdout.json").read_text())
+    assert manifest["metrics"]["holdout"]["accuracy"] == holdout["accuracy"]
+    assert holdout["checkpoint"]["sha256"] == sha256_of(CHECKPOINT)
+
+
+@pytest.mark.slow
+def test_evaluation_reproduces_the_committed_holdout_metrics(tmp_path):
+    shared_data_or_skip("maskedface-net", "holdout")
+    committed = json.loads((RESULTS / "metrics-holdout.json").read_text())
+    config = EvalConfig(**{**committed["evaluation"], "checkpoint": str(CHECKPOINT)}, out_dir=str(tmp_path),
+                        figures=False)
+    evaluate(config)
+    assert (tmp_path / "metrics-holdout.json").read_bytes() == (RESULTS / "metrics-holdout.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_shipped_classifier_stays_within_bounds_of_fp32(tmp_path):
+    """A sample of the holdout split here; results/compression.json has the whole split, from masklens-export."""
+    samples = index_split(shared_data_or_skip("maskedface-net"), "holdout").samples[::12]
+    model = model_from_checkpoint(load_checkpoint(CHECKPOINT))
+    p = model.preprocessing
+    inputs = np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
+    export_classifier(model, tmp_path / "fp32.onnx", TARGET_LAYERS, weights="fp32")
+    reference = run_split(tmp_path / "fp32.onnx", inputs, threads=0)
+    shipped = run_split(MODELS / "classifier.onnx", inputs, threads=0)
+    classes = softmax(reference["logits"]).argmax(1)
+    assert (softmax(shipped["logits"]).argmax(1) == classes).all()
+    assert np.abs(softmax(shipped["logits"]) - softmax(reference["logits"])).max() <= 0.01
+    reference_maps, shipped_maps = heatmaps(reference, classes, p.size), heatmaps(shipped, classes, p.size)
+    for layer in TARGET_LAYERS:
+        assert np.abs(shipped_maps[layer] - reference_maps[layer]).max() <= 0.02, layer
