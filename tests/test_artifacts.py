@@ -56,3 +56,17 @@ def test_shipped_classifier_stays_within_bounds_of_fp32(tmp_path):
     reference_maps, shipped_maps = heatmaps(reference, classes, p.size), heatmaps(shipped, classes, p.size)
     for layer in TARGET_LAYERS:
         assert np.abs(shipped_maps[layer] - reference_maps[layer]).max() <= 0.02, layer
+
+
+def test_results_page_shows_the_committed_numbers(tmp_path):
+    from training.report import ReportConfig, render
+
+    holdout = json.loads((RESULTS / "metrics-holdout.json").read_text())
+    real = json.loads((RESULTS / "metrics-real-photos.json").read_text())
+    text = render(ReportConfig(results_dir=str(REPO / "results"), template=str(REPO / "docs/templates/results.md.j2"),
+                               out=str(tmp_path / "results.md")))
+    row = next(line for line in text.splitlines() if line.startswith("| `default` | 160 px"))
+    assert f"| {100 * holdout['accuracy']:.2f}% |" in row
+    assert f"| {100 * holdout['reason_head']['accuracy']:.2f}% |" in row
+    assert f"| {100 * real['mask_accuracy']:.2f}% |" in text
+    assert f"{json.loads((REPO / 'results' / 'benchmark.json').read_text())['machine']['cpu']}" in text
