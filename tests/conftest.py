@@ -100,3 +100,29 @@ def make_tree(root: Path, per_class: int = 4, splits=("train", "validation", "ho
 @pytest.fixture
 def tiny_tree(tmp_path):
     return make_tree(tmp_path / "data")
+
+
+def iou(a, b) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def assert_same_faces(js_faces: list[dict], faces, predictor) -> None:
+    """The browser modules' faces against the Python predictor's: same boxes, classes and reasons,
+    probabilities within 1e-3, coarse heatmaps within 0.02. Heatmaps come as nested lists or as
+    ``{"dims", "data"}``."""
+    assert faces and len(js_faces) == len(faces)
+    for face, js in zip(faces, js_faces):
+        record = predictor.describe(face)
+        assert iou(js["box"], face.box) >= 0.99
+        assert js["class"] == record["class"] and js["reason"] == record["reason"]
+        for name, p in zip(predictor.classes, face.probabilities):
+            assert js["probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+        for name, p in zip(predictor.reasons, face.reason_probabilities):
+            assert js["reason_probabilities"][name] == pytest.approx(float(p), abs=1e-3)
+        for layer, maps in face.coarse_maps.items():
+            heat = js["heatmaps"][layer]
+            if isinstance(heat, dict):
+                assert heat["dims"] == list(maps.shape)
+                heat = heat["data"]
+            assert np.abs(np.asarray(heat).reshape(maps.shape) - maps).max() <= 0.02, layer

@@ -25,7 +25,7 @@ from PIL import Image
 
 from export.predict import Predictor, open_photo
 
-from .conftest import REPO, shared_data_or_skip
+from .conftest import REPO, assert_same_faces, shared_data_or_skip
 from .test_docs import results  # noqa: F401 - the tiny results folder the write-up is rendered from
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -181,27 +181,6 @@ def context(browser):
 @pytest.fixture(scope="module")
 def predictor(exported_models):
     return Predictor(exported_models, threads=1)
-
-
-def iou(a, b) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def assert_same_faces(js_faces: list[dict], faces, predictor: Predictor) -> None:
-    assert faces and len(js_faces) == len(faces)
-    for face, js in zip(faces, js_faces):
-        record = predictor.describe(face)
-        assert iou(js["box"], face.box) >= 0.99
-        assert js["class"] == record["class"] and js["reason"] == record["reason"]
-        for name, p in zip(predictor.classes, face.probabilities):
-            assert js["probabilities"][name] == pytest.approx(float(p), abs=1e-3)
-        for name, p in zip(predictor.reasons, face.reason_probabilities):
-            assert js["reason_probabilities"][name] == pytest.approx(float(p), abs=1e-3)
-        for layer, maps in face.coarse_maps.items():
-            heat = js["heatmaps"][layer]
-            assert heat["dims"] == list(maps.shape)
-            assert np.abs(np.asarray(heat["data"]).reshape(maps.shape) - maps).max() <= 0.02, layer
 
 
 def test_photos_get_the_predictors_answers_without_any_request(context, server, photos, predictor, tmp_path):

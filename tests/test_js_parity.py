@@ -28,7 +28,7 @@ from export.framing import Framing, crop_box_for_face, crop_face
 from export.mtcnn import FaceDetector
 from export.predict import Predictor, normalize_crops, open_photo, overlay_heatmap, softmax
 
-from .conftest import REPO, shared_data_or_skip
+from .conftest import REPO, assert_same_faces, iou, shared_data_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +81,6 @@ def encode_floats(array: np.ndarray) -> str:
 
 def decode_floats(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), "<f4")
-
-
-def iou(a, b) -> float:
-    inter_w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    inter_h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = inter_w * inter_h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def real_photos(count_per_class: dict[str, int]) -> list[np.ndarray]:
@@ -217,15 +210,4 @@ def test_photo_analysis_matches_predictor(model_dir, tmp_path):
                           "photos": [{"image": encode_image(p), "whole_image": w} for p, w in cases]}, tmp_path)
     predictor = Predictor(model_dir, threads=1)
     for (photo, whole_image), js_faces in zip(cases, results):
-        faces = predictor.predict_photo(photo, whole_image=whole_image)
-        assert faces and len(js_faces) == len(faces)
-        for face, js in zip(faces, js_faces):
-            record = predictor.describe(face)
-            assert iou(js["box"], face.box) >= 0.99
-            assert js["class"] == record["class"] and js["reason"] == record["reason"]
-            for name, p in zip(predictor.classes, face.probabilities):
-                assert js["probabilities"][name] == pytest.approx(float(p), abs=1e-3)
-            for name, p in zip(predictor.reasons, face.reason_probabilities):
-                assert js["reason_probabilities"][name] == pytest.approx(float(p), abs=1e-3)
-            for layer, maps in face.coarse_maps.items():
-                assert np.abs(np.asarray(js["heatmaps"][layer]) - maps).max() <= 0.02, layer
+        assert_same_faces(js_faces, predictor.predict_photo(photo, whole_image=whole_image), predictor)

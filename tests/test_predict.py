@@ -6,14 +6,10 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 from PIL import Image
 
-from export.build import ExportConfig, build
 from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
 from training.data import CLASSES, REASONS
-from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
-from training.train import TrainConfig, checkpoint_payload
 
 from .conftest import REPO, shared_data_or_skip
 

@@ -132,10 +132,13 @@ def git_commit() -> str:
 def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
     logits, reason_logits = outputs
     loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    # The reason loss is the mean over the batch's incorrectly masked images. It stays in the graph even
+    # when the batch has none (or its weight is 0), because DistributedDataParallel needs every parameter
+    # to receive a gradient on every rank at every step.
     has_reason = reasons != NO_REASON
-    if config.reason_weight > 0 and has_reason.any():
-        loss = loss + config.reason_weight * F.cross_entropy(reason_logits[has_reason].float(), reasons[has_reason])
-    return loss
+    per_image = F.cross_entropy(reason_logits.float(), reasons.clamp_min(0), reduction="none")
+    reason_loss = (per_image * has_reason).sum() / has_reason.sum().clamp_min(1)
+    return loss + config.reason_weight * reason_loss
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -301,7 +304,10 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     sampler = (DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                   seed=config.seed, drop_last=True) if env.enabled else None)
     per_rank_batch = max(1, config.batch_size // env.world_size)
-    steps_per_epoch = math.ceil((len(sampler) if sampler else len(train_set)) / per_rank_batch)
+    per_rank_images = len(sampler) if sampler else len(train_set)
+    # Batch norm cannot train on a batch of one image, so a final batch of one is dropped.
+    drop_last = per_rank_images % per_rank_batch == 1 and per_rank_images > 1
+    steps_per_epoch = per_rank_images // per_rank_batch if drop_last else math.ceil(per_rank_images / per_rank_batch)
 
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
@@ -339,7 +345,7 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
         generator = torch.Generator().manual_seed(config.seed + epoch)
         loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
                             num_workers=config.num_workers, collate_fn=collate_skipping_unreadable,
-                            generator=generator, drop_last=False,
+                            generator=generator, drop_last=drop_last,
                             worker_init_fn=_seed_worker, persistent_workers=False)
         ddp_model.train()
         seen = correct = skipped = 0
