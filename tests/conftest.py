@@ -62,6 +62,31 @@ def exported_models(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def results(tmp_path_factory) -> Path:
+    """A tiny but real results folder for the write-up: a one-epoch run on a generated tree, evaluated like
+    the real ones (holdout with figures, and a real-photos-style mask folder), plus results/framing.json."""
+    import shutil
+
+    from training.evaluate import EvalConfig, evaluate
+    from training.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("docs-results")
+    data = make_tree(root / "data", per_class=3)
+    for label, look in (("with_mask", "covered"), ("without_mask", "uncovered")):
+        for i in range(3):
+            make_image(root / "photos" / label / f"{i}.jpg", look, 100 + i)
+    model = train(TrainConfig(data_root=str(data), out_dir=str(root / "run"), epochs=1, image_size=80, batch_size=9,
+                              num_workers=0, validate=False, channels_last=False))
+    out = root / "results"
+    evaluate(EvalConfig(checkpoint=str(model), data_root=str(data), split="holdout", out_dir=str(out / "default")))
+    evaluate(EvalConfig(checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos",
+                        out_dir=str(out / "default")))
+    shutil.copy(root / "run" / "history.json", out / "default" / "history.json")
+    shutil.copy(REPO / "results" / "framing.json", out / "framing.json")
+    return out
+
+
 @pytest.fixture
 def shared_data():
     return shared_data_or_skip()

@@ -26,7 +26,6 @@ from PIL import Image
 from export.predict import Predictor, open_photo
 
 from .conftest import REPO, assert_same_faces, shared_data_or_skip
-from .test_docs import results  # noqa: F401 - the tiny results folder the write-up is rendered from
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -57,7 +56,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def site(exported_models, results, tmp_path_factory) -> Path:  # noqa: F811
+def site(exported_models, results, tmp_path_factory) -> Path:
     spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
     build_site = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_site)

@@ -16,11 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from training.evaluate import EvalConfig, evaluate
 from training.report import load_context, render_template
-from training.train import TrainConfig, train
 
-from .conftest import REPO, make_image, make_tree
+from .conftest import REPO
 
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 TEMPLATES = REPO / "docs" / "templates"
@@ -36,24 +34,6 @@ def build_site(results: Path, site: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "MASKLENS_RESULTS": str(results), "NO_MKDOCS_2_WARNING": "1"}
     return subprocess.run([str(MKDOCS), "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
                            "--site-dir", str(site)], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-
-
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("docs-results")
-    data = make_tree(root / "data", per_class=3)
-    for label, look in (("with_mask", "covered"), ("without_mask", "uncovered")):
-        for i in range(3):
-            make_image(root / "photos" / label / f"{i}.jpg", look, 100 + i)
-    model = train(TrainConfig(data_root=str(data), out_dir=str(root / "run"), epochs=1, image_size=80, batch_size=9,
-                              num_workers=0, validate=False, channels_last=False))
-    out = root / "results"
-    evaluate(EvalConfig(checkpoint=str(model), data_root=str(data), split="holdout", out_dir=str(out / "default")))
-    evaluate(EvalConfig(checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos",
-                        out_dir=str(out / "default")))
-    shutil.copy(root / "run" / "history.json", out / "default" / "history.json")
-    shutil.copy(REPO / "results" / "framing.json", out / "framing.json")
-    return out
 
 
 @pytest.fixture(scope="module")
