@@ -12,7 +12,8 @@ optional and the templates leave out what is missing.
 
 Templates link figures as ``../results/<preset>/figures/<name>.png``, relative to ``docs/`` as a page
 rendered by ``masklens-report`` would. Here every ``<results>/*/figures/*.png`` is added to the site as
-``results/<preset>/figures/<name>.png`` and those links are pointed at it, so MkDocs checks each one.
+``results/<preset>/figures/<name>.png``, and ``<results>/figures/*.png`` (figures of no one preset) as
+``results/figures/<name>.png``; those links are pointed at them, so MkDocs checks each one.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def on_files(files, config):
     problems += [f"no page has '{STUB_KEY}: {name}'" for name in _rendered if name not in stubs]
     if problems:
         raise PluginError("masklens: " + "; ".join(problems))
-    for png in sorted(results_dir(config).glob("*/figures/*.png")):
-        preset = png.parent.parent.name
-        files.append(File.generated(config, f"{SITE_FIGURES}/{preset}/figures/{png.name}", abs_src_path=str(png)))
+    results = results_dir(config)
+    for png in sorted([*results.glob("figures/*.png"), *results.glob("*/figures/*.png")]):
+        folder = png.relative_to(results).parent.as_posix()
+        files.append(File.generated(config, f"{SITE_FIGURES}/{folder}/{png.name}", abs_src_path=str(png)))
     return files
 
 

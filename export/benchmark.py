@@ -63,11 +63,11 @@ def benchmark(config: BenchmarkConfig) -> dict:
         crop = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
         limits = predictor.manifest["input_limits"]
         rgbs = [open_photo(p, limits["max_side"], limits["max_pixels"]) for p in photos]
-        faces = sum(len(predictor.detector.detect(rgb)) for rgb in rgbs)
+        faces = sum(len(predictor.rule.find(predictor.detector, rgb)) for rgb in rgbs)
         per_photo_repeats = max(1, config.repeats // max(len(rgbs), 1))
         result["threads"][str(threads)] = {
             "classifier_per_face": _timed(lambda: predictor.predict_crops(crop), config.repeats),
-            "detector_per_photo": _timed(lambda: [predictor.detector.detect(rgb) for rgb in rgbs],
+            "detector_per_photo": _timed(lambda: [predictor.rule.find(predictor.detector, rgb) for rgb in rgbs],
                                          per_photo_repeats),
             "pipeline_per_photo": _timed(lambda: [predictor.predict_photo(rgb) for rgb in rgbs], per_photo_repeats),
             "photos": len(rgbs),

@@ -29,6 +29,7 @@ from training.preprocess import load_rgb, to_input_array
 
 from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs, upsample_cam
 from .face_detector import export_mtcnn
+from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
 
 MANIFEST_FORMAT = "masklens-manifest/1"
@@ -153,7 +154,9 @@ def build(config: ExportConfig) -> dict:
         "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
                        "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
                        "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"]},
-        "face_detector": {**detector, "min_face_size": 20.0, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709},
+        "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,
+                          "thresholds": list(SHIPPED_RULE.thresholds), "factor": SHIPPED_RULE.factor,
+                          "padding": SHIPPED_RULE.padding, "fallback_threshold": SHIPPED_RULE.fallback_threshold},
         "face_crop": {"framing": framing["all"]["framing"], "measured_on": framing["settings"],
                       "padding": "edge pixels repeated", "resize": "bilinear"},
         "input_limits": {"max_side": config.max_side, "max_pixels": config.max_pixels},

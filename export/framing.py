@@ -2,9 +2,9 @@
 
 The classifier was trained on MaskedFace-Net / FFHQ aligned crops: square images in which the face
 sits at a fixed place and size. ``python -m export.framing --data ../shared/data/maskedface-net
---out build/framing.json`` runs the MTCNN detector (``export/mtcnn.py``; ``--models`` holds the ONNX
-files of ``export/face_detector.py``) on training images of each class and writes, as JSON with
-sorted keys:
+--out build/framing.json`` runs the shipped face finder (``export/mtcnn.py``'s ``SHIPPED_RULE``;
+``--models`` holds the ONNX files of ``export/face_detector.py``) on training images of each class and
+writes, as JSON with sorted keys:
 
 - ``classes.<class>``: ``images``, ``detected`` (images with at least one face), ``detection_rate``,
   ``multiple_faces`` (images with more than one), and over the detected images the ``mean``, ``std``
@@ -35,7 +35,7 @@ from PIL import Image
 from training.data import CLASSES
 from training.preprocess import load_rgb
 
-from .mtcnn import FaceDetector
+from .mtcnn import SHIPPED_RULE, DetectionRule, FaceDetector
 
 BOX_KEYS = ("cx", "cy", "w", "h")
 
@@ -87,12 +87,13 @@ def crop_face(rgb: np.ndarray, box, framing: Framing, out_size: int) -> np.ndarr
     return np.asarray(crop.resize((out_size, out_size), Image.Resampling.BILINEAR))
 
 
-def measure_image(detector: FaceDetector, rgb: np.ndarray) -> FaceMeasurement | None:
-    """Detects faces in a square training image; None if there is none."""
+def measure_image(detector: FaceDetector, rgb: np.ndarray,
+                  rule: DetectionRule = SHIPPED_RULE) -> FaceMeasurement | None:
+    """Finds faces in a square training image with the shipped rule; None if there is none."""
     height, width = rgb.shape[:2]
     if height != width:
         raise ValueError(f"training images are square, got {width} x {height}")
-    faces = detector.detect(rgb)
+    faces = rule.find(detector, rgb)
     if not faces:
         return None
     # FFHQ crops are centred on one person; a second, smaller face is a bystander.
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no ONNX detector in {models}: run python -m export.face_detector --out-dir {models}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
-    detector = FaceDetector(models, session_options=options)
+    detector = SHIPPED_RULE.detector(models, options)
     classes = [c for c in args.classes.split(",") if c]
     payload = measure(detector, Path(args.data), args.split, classes, args.per_class)
     payload["settings"] = {
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         "sample": "evenly spaced over the sorted file names",
         "face": "largest detected face; size = (box width + box height) / 2",
         "detector": {"min_face_size": detector.min_face_size, "thresholds": list(detector.thresholds),
-                     "factor": detector.factor},
+                     "factor": detector.factor, "padding": SHIPPED_RULE.padding,
+                     "fallback_threshold": SHIPPED_RULE.fallback_threshold},
         "padding": "edge pixels repeated",
     }
     out = Path(args.out)

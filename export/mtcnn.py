@@ -275,14 +275,18 @@ class FaceDetector:
         keep = nms(boxes, scores, 0.7)
         return square(apply_offsets(boxes[keep], offsets[keep], inclusive=True))
 
-    def output(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stage 3, O-Net: boxes [N, 4] -> final boxes [M, 4], scores [M], landmarks [M, 5, 2]."""
+    def output(self, image: np.ndarray, boxes: np.ndarray,
+               threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stage 3, O-Net: boxes [N, 4] -> final boxes [M, 4], scores [M], landmarks [M, 5, 2].
+
+        ``threshold`` replaces the cascade's third threshold (the whole-photo fallback's own).
+        """
         boxes, bounds = self._with_nonempty_crops(image, boxes)
         if not len(boxes):
             return boxes, np.zeros(0, dtype=np.float32), np.zeros((0, 5, 2), dtype=np.float32)
         out = self.run("onet", normalize(crop_patches(image, bounds, ONET_SIZE)))
         scores = out["probabilities"][:, 1]
-        passed = scores > self.thresholds[2]
+        passed = scores > (self.thresholds[2] if threshold is None else threshold)
         boxes, scores = boxes[passed], scores[passed]
         # Landmarks are relative to the box O-Net saw, so they are placed before the box moves.
         landmarks = place_landmarks(boxes, out["landmarks"][passed])
@@ -296,3 +300,71 @@ class FaceDetector:
         bounds = crop_bounds(boxes, width, height)
         nonempty = (bounds[:, 2] > bounds[:, 0]) & (bounds[:, 3] > bounds[:, 1])
         return boxes[nonempty], bounds[nonempty]
+
+
+# --- finding faces in a photo: the rule the predictor and the site share --------------------------
+
+@dataclass(frozen=True)
+class DetectionRule:
+    """Cascade settings plus what ``find_faces`` adds; the export writes it into the manifest."""
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    padding: float = 0.0  # of the photo's longer side, added on every side
+    fallback_threshold: float | None = None  # O-Net's threshold for the whole photo when nothing is found
+    min_face_size: float = 20.0
+    factor: float = 0.709
+
+    def detector(self, model_dir: str | Path, session_options: ort.SessionOptions | None = None) -> FaceDetector:
+        return FaceDetector(model_dir, self.min_face_size, self.thresholds, self.factor, session_options)
+
+    def find(self, detector: FaceDetector, rgb: np.ndarray) -> list[Face]:
+        return find_faces(detector, rgb, self.padding, self.fallback_threshold)
+
+
+# The rule the export ships (evidence: results/detection.json, made by export/detection_study.py).
+SHIPPED_RULE = DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2)
+
+
+def pad_photo(rgb: np.ndarray, padding: float) -> tuple[np.ndarray, int]:
+    """Surrounds a photo with ``round(padding * longer side)`` pixels of its edge pixels, repeated.
+
+    Returns the padded photo and the margin. MTCNN cannot find a face that fills the photo (its
+    pyramid needs context around a face, and P-Net's boxes start inside the image), which is how
+    many selfies and cropped photos of masked faces are framed.
+    """
+    margin = round(padding * max(rgb.shape[:2]))
+    if margin == 0:
+        return rgb, 0
+    return np.pad(rgb, ((margin, margin), (margin, margin), (0, 0)), mode="edge"), margin
+
+
+def whole_photo_boxes(height: int, width: int) -> np.ndarray:
+    """Three squares centred on the photo, of side its shorter side, its longer side and their mean.
+
+    A photo that is already a face crop frames the face anywhere between the first (a wide photo
+    of a face) and the second (a tall close-up that cuts off the top of the head or the chin).
+    """
+    boxes = []
+    for side in (min(height, width), max(height, width), (height + width) / 2):
+        x1, y1 = (width - side) / 2, (height - side) / 2
+        boxes.append([x1, y1, x1 + side, y1 + side])
+    return np.array(boxes, dtype=np.float32)
+
+
+def find_faces(detector: FaceDetector, rgb: np.ndarray, padding: float = 0.0,
+               fallback_threshold: float | None = None) -> list[Face]:
+    """The faces of an RGB photo, in its pixels: the cascade run on the padded photo.
+
+    When the cascade finds nothing and ``fallback_threshold`` is set, O-Net alone judges the
+    squares of ``whole_photo_boxes``, the ways a photo that is already a face crop frames its face;
+    a probability above the threshold makes one a face (its box regressed by O-Net, and overlaps
+    suppressed, as in the cascade's last stage, so at most one survives).
+    """
+    padded, margin = pad_photo(rgb, padding)
+    faces = detector.detect(padded)
+    if not faces and fallback_threshold is not None:
+        image = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)
+        candidate = whole_photo_boxes(*rgb.shape[:2]) + np.float32(margin)
+        boxes, scores, landmarks = detector.output(image, candidate, threshold=fallback_threshold)
+        faces = [Face(box=b, score=float(s), landmarks=p) for b, s, p in zip(boxes, scores, landmarks)]
+    offset = np.float32(margin)
+    return [Face(box=face.box - offset, score=face.score, landmarks=face.landmarks - offset) for face in faces]

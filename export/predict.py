@@ -3,8 +3,9 @@
     masklens-predict --models models/onnx photo.jpg photos/ --out predictions.jsonl --overlays overlays/
 
 Reads ``manifest.json`` in the model folder and refuses a model file whose sha256 differs from it.
-For every photo: detect faces (MTCNN cascade), crop each as the training images are framed, classify,
-and compute Grad-CAM for every class on every target layer. One JSON line per input file:
+For every photo: find faces (MTCNN cascade on the padded photo, with the whole-photo fallback: the
+manifest's ``face_detector`` rule, see ``export.mtcnn.find_faces``), crop each as the training images
+are framed, classify, and compute Grad-CAM for every class on every target layer. One JSON line per input file:
 ``{"file", "ok": true, "image_size": [w, h], "faces": [...]}`` or ``{"file", "ok": false, "error"}``.
 A face is ``{"box", "score", "landmarks", "crop_box", "class", "probabilities", "reason",
 "reason_probabilities", "heatmaps": {layer: [class 0 map, class 1 map, class 2 map]}}`` with boxes in
@@ -29,7 +30,7 @@ from training.data import sha256_of
 
 from .classifier import gradcam_from_outputs, upsample_cam
 from .framing import Framing, crop_box_for_face, crop_face
-from .mtcnn import FaceDetector
+from .mtcnn import DetectionRule
 
 MANIFEST_NAME = "manifest.json"
 
@@ -86,6 +87,14 @@ def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
     return np.asarray(photo)
 
 
+def rule_from_manifest(manifest: dict) -> DetectionRule:
+    """The face finder's settings, from the manifest's ``face_detector``."""
+    settings = manifest["face_detector"]
+    return DetectionRule(thresholds=tuple(settings["thresholds"]), padding=settings["padding"],
+                         fallback_threshold=settings["fallback_threshold"],
+                         min_face_size=settings["min_face_size"], factor=settings["factor"])
+
+
 def normalize_crops(crops: np.ndarray, preprocessing: dict) -> np.ndarray:
     """uint8 crops [N, S, S, 3] already at the input size -> float32 network input [N, 3, S, S]."""
     scaled = crops.astype(np.float32) / 255.0
@@ -134,10 +143,8 @@ class Predictor:
         classifier = self.manifest["classifier"]
         self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), options,
                                             providers=["CPUExecutionProvider"])
-        detector = self.manifest["face_detector"]
-        self.detector = FaceDetector(self.model_dir, min_face_size=detector["min_face_size"],
-                                     thresholds=tuple(detector["thresholds"]), factor=detector["factor"],
-                                     session_options=options)
+        self.rule = rule_from_manifest(self.manifest)
+        self.detector = self.rule.detector(self.model_dir, options)
         self.classes = self.manifest["classes"]
         self.reasons = self.manifest["reasons"]
         self.preprocessing = classifier["preprocessing"]
@@ -171,7 +178,7 @@ class Predictor:
             faces = [(full, 1.0, [], full, crop)]
         else:
             faces = []
-            for face in self.detector.detect(rgb):
+            for face in self.rule.find(self.detector, rgb):
                 crop_box = [float(v) for v in crop_box_for_face(face.box, self.framing)]
                 faces.append(([float(v) for v in face.box], float(face.score), face.landmarks.tolist(),
                               crop_box, crop_face(rgb, face.box, self.framing, size)))

@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# From a finished training run to the committed artifacts: checkpoint, metrics, figures, ONNX models,
+# From finished training runs to the committed artifacts: checkpoints, metrics, figures, ONNX models,
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
-# Usage: scripts/release.sh [runs/default] [runs/paper]
+# Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real]
+# A run folder without model.pt is skipped; the site ships `real` when it exists, else `default`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
 paper_run=${2:-runs/paper}
+real_run=${3:-runs/real}
 data=../shared/data
 bin=.venv/bin
-
-mkdir -p models results/default
-cp "$default_run/model.pt" models/default.pt
-cp "$default_run/history.json" "$default_run/config.json" results/default/
 
 evaluate() {  # checkpoint, results folder
   "$bin/masklens-eval" --checkpoint "$1" --split holdout --out-dir "$2"
   "$bin/masklens-eval" --checkpoint "$1" --mask-folder "$data/real-photos/test" --name real-photos --out-dir "$2"
   "$bin/masklens-eval" --checkpoint "$1" --folder "$data/real-video-frames" --name real-video-frames --out-dir "$2"
 }
-evaluate models/default.pt results/default
-if [ -f "$paper_run/model.pt" ]; then
-  mkdir -p results/paper
-  cp "$paper_run/history.json" "$paper_run/config.json" results/paper/
-  evaluate "$paper_run/model.pt" results/paper
-fi
+take() {  # run folder, name: copies the run's model and logs, evaluates it
+  mkdir -p models "results/$2"
+  cp "$1/model.pt" "models/$2.pt"
+  cp "$1/history.json" "$1/config.json" "results/$2/"
+  evaluate "models/$2.pt" "results/$2"
+}
+[ -f "$default_run/model.pt" ] && take "$default_run" default
+[ -f "$paper_run/model.pt" ] && take "$paper_run" paper
+[ -f "$real_run/model.pt" ] && take "$real_run" real
 
-"$bin/masklens-export" --checkpoint models/default.pt --out-dir models/onnx
+"$bin/python" -m export.face_detector --out-dir build/detector
+"$bin/python" -m export.framing --models build/detector --out results/framing.json
+"$bin/python" -m export.detection_study --models build/detector --out results/detection.json
+
+# Before: the MaskedFace-Net-only model through the same face finder, end to end.
+"$bin/masklens-export" --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
+"$bin/masklens-eval-real" --models build/onnx-default --out results/default/metrics-end-to-end.json
+
+shipped=default
+[ -f models/real.pt ] && shipped=real
+"$bin/masklens-export" --checkpoint "models/$shipped.pt" --out-dir models/onnx \
+  --metrics "results/$shipped/metrics-holdout.json"
+printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
+[ "$shipped" = default ] || "$bin/masklens-eval-real" --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
+"$bin/python" -m training.synth --faces build/faces/index.json --out results/figures/synthetic-masks.png
 "$bin/masklens-benchmark" --models models/onnx
-"$bin/masklens-gallery" --models models/onnx
+"$bin/masklens-gallery" --models models/onnx --metrics "results/$shipped/metrics-holdout.json" --out-dir "results/$shipped"

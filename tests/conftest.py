@@ -62,12 +62,27 @@ def exported_models(tmp_path_factory):
     return out
 
 
+def make_real_tree(root: Path) -> Path:
+    """Tiny generated stand-ins for the real sets under one root, laid out as ../shared/data."""
+    for folder, look in (("real-photos/test/with_mask", "covered"), ("real-photos/test/without_mask", "uncovered"),
+                         ("real-masks/test/cloth", "covered"), ("real-masks/test/n95", "incorrect"),
+                         ("real-video-frames/covered", "covered"), ("real-video-frames/incorrect", "incorrect"),
+                         ("real-video-frames/uncovered", "uncovered"), ("mask-templates/textures/check", "covered")):
+        for i in range(2):
+            make_image(root / folder / f"{i}.jpg", look, 100 + i, size=64)
+    return root
+
+
 @pytest.fixture(scope="session")
-def results(tmp_path_factory) -> Path:
+def results(tmp_path_factory, exported_models) -> Path:
     """A tiny but real results folder for the write-up: a one-epoch run on a generated tree, evaluated like
-    the real ones (holdout with figures, and a real-photos-style mask folder), plus results/framing.json."""
+    the real ones (holdout with figures, a real-photos-style mask folder, end to end through an export on
+    generated real-set stand-ins, the face finder study), plus results/framing.json."""
     import shutil
 
+    from export.detection_study import RULES, study
+    from export.real_eval import RealEvalConfig, evaluate_real
+    from training.data import write_json
     from training.evaluate import EvalConfig, evaluate
     from training.train import TrainConfig, train
 
@@ -76,6 +91,7 @@ def results(tmp_path_factory) -> Path:
     for label, look in (("with_mask", "covered"), ("without_mask", "uncovered")):
         for i in range(3):
             make_image(root / "photos" / label / f"{i}.jpg", look, 100 + i)
+    real = make_real_tree(root / "real")
     model = train(TrainConfig(data_root=str(data), out_dir=str(root / "run"), epochs=1, image_size=80, batch_size=9,
                               num_workers=0, validate=False, channels_last=False))
     out = root / "results"
@@ -83,6 +99,9 @@ def results(tmp_path_factory) -> Path:
     evaluate(EvalConfig(checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos",
                         out_dir=str(out / "default")))
     shutil.copy(root / "run" / "history.json", out / "default" / "history.json")
+    write_json(out / "default" / "metrics-end-to-end.json",
+               evaluate_real(RealEvalConfig(models=str(exported_models), data=str(real), per_class=2, threads=1)))
+    write_json(out / "detection.json", study(real, exported_models, {k: RULES[k] for k in list(RULES)[:2]}, threads=1))
     shutil.copy(REPO / "results" / "framing.json", out / "framing.json")
     return out
 

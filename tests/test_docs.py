@@ -113,6 +113,18 @@ def test_results_page_shows_the_numbers_of_the_metrics_json(site, results):
     real = metrics(results, "real-photos")
     assert ["default", "real-photos/test", str(real["images"]), f"{100 * real['mask_accuracy']:.2f}%"] == next(
         r for r in rows if r[1:2] == ["real-photos/test"])[:4]
+    end_to_end = metrics(results, "end-to-end")
+    side_by_side = next(r for r in rows if r[0] == "default (shipped)")
+    assert side_by_side[1] == f"{100 * holdout['accuracy']:.2f}%"
+    assert side_by_side[3] == f"{100 * end_to_end['real-photos']['found_rate']:.2f}%"
+    assert side_by_side[7] == f"{100 * end_to_end['real-video-frames']['detected']['balanced_accuracy']:.2f}%"
+    with_mask = end_to_end["real-photos"]["with_mask"]
+    assert ["default", "with_mask", str(with_mask["photos"]), f"{with_mask['found']} ({100 * with_mask['found_rate']:.2f}%)"] \
+        == next(r for r in rows if r[1:2] == ["with_mask"])[:4]
+    detection = json.loads((results / "detection.json").read_text())
+    rule = next(r for r in rows if r[0] == "padded")
+    assert rule[1:4] == ["0.6 / 0.7 / 0.7", "30%", "no"]
+    assert rule[4].startswith(f"{100 * detection['rules']['padded']['sets']['real-photos/with_mask']['found_rate']:.1f}%")
     # Optional artifacts that are absent leave no trace: no paper preset was evaluated here.
     assert not any(r[0] == "paper" for r in rows)
 
@@ -127,7 +139,7 @@ def test_other_pages_render_their_numbers_from_the_json(site, results):
     assert next(r for r in method if r[0] == "all (used)")[3] == str(framing["framing"]["side"])
     assert next(r for r in method if r[0] == "input (square, px)") == ["input (square, px)", "80"]
     limitations = (site / "limitations" / "index.html").read_text()
-    assert f"{100 * metrics(results, 'real-photos')['mask_accuracy']:.2f}%" in limitations
+    assert f"{100 * metrics(results, 'end-to-end')['real-photos']['mask_accuracy']:.2f}%" in limitations
     assert "Weight compression" not in (site / "method" / "index.html").read_text()  # no compression.json
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from export.classifier import gradcam_from_outputs, upsample_cam
 from export.framing import Framing, crop_box_for_face, crop_face
-from export.mtcnn import FaceDetector
+from export.mtcnn import SHIPPED_RULE, DetectionRule
 from export.predict import Predictor, normalize_crops, open_photo, overlay_heatmap, softmax
 
 from .conftest import REPO, assert_same_faces, iou, shared_data_or_skip
@@ -178,17 +178,20 @@ def test_gradcam_softmax_normalisation_and_overlay_match_python(tmp_path):
 # --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------
 
 
-def test_mtcnn_cascade_matches_python(model_dir, tmp_path):
+@pytest.mark.parametrize("rule", [DetectionRule(), SHIPPED_RULE, DetectionRule(padding=0.3, fallback_threshold=0.01)],
+                         ids=["facenet", "shipped", "fallback"])
+def test_face_finder_matches_python(model_dir, tmp_path, rule):
     photos = real_photos({"with_mask": 3, "without_mask": 2})
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    settings = manifest["face_detector"]
-    detector = FaceDetector(model_dir, min_face_size=settings["min_face_size"],
-                            thresholds=tuple(settings["thresholds"]), factor=settings["factor"])
+    # A photo that is all face: the cascade finds nothing in it, so the fallback decides.
+    photos.append(np.ascontiguousarray(photos[-1][20:80, 30:90]))
+    detector = rule.detector(model_dir)
+    settings = {"min_face_size": rule.min_face_size, "thresholds": list(rule.thresholds), "factor": rule.factor,
+                "padding": rule.padding, "fallback_threshold": rule.fallback_threshold}
     results = run_driver({"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos],
-                          "settings": {k: settings[k] for k in ("min_face_size", "thresholds", "factor")}}, tmp_path)
+                          "settings": settings}, tmp_path)
     found = 0
     for photo, js_faces in zip(photos, results):
-        faces = detector.detect(photo)
+        faces = rule.find(detector, photo)
         assert len(js_faces) == len(faces)
         for face in faces:
             # Match by overlap: faces with equal scores may come in either order.

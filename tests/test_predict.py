@@ -141,3 +141,46 @@ def test_gallery_figures_and_description(model_dir, tmp_path):
     for entry in entries:
         assert (tmp_path / "out" / "figures" / entry["image"]).stat().st_size > 5000
     assert json.loads((tmp_path / "out" / "gallery.json").read_text()) == payload
+
+
+def test_face_finder_padding_and_fallback_find_a_face_that_fills_the_photo(model_dir):
+    from export.mtcnn import SHIPPED_RULE, DetectionRule
+
+    photo = open_photo(sorted(shared_data_or_skip("real-photos", "test", "without_mask").iterdir())[0], 1280, 10**8)
+    predictor = Predictor(model_dir, threads=1)
+    box = predictor.predict_photo(photo)[0].box
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    tight = np.ascontiguousarray(photo[max(y1, 0):y2, max(x1, 0):x2])  # nothing but the face
+    detector = SHIPPED_RULE.detector(model_dir)
+    padded = DetectionRule(padding=SHIPPED_RULE.padding).find(detector, tight)
+    fallback = DetectionRule(fallback_threshold=0.0).find(detector, tight)
+    assert padded or fallback
+    for face in padded + fallback:  # boxes are in the tight photo's pixels, around its middle
+        cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+        assert abs(cx - tight.shape[1] / 2) < tight.shape[1] / 4 and abs(cy - tight.shape[0] / 2) < tight.shape[0] / 4
+    assert DetectionRule(fallback_threshold=1.0).find(detector, np.full((90, 70, 3), 128, np.uint8)) == []
+
+
+def test_end_to_end_evaluation_counts_what_the_predictor_says(model_dir, tmp_path):
+    from export.framing import face_size
+    from export.real_eval import RealEvalConfig, evaluate_real
+
+    from .conftest import make_real_tree
+
+    data = make_real_tree(tmp_path / "data")
+    sources = shared_data_or_skip("real-photos", "test")
+    for folder in ("with_mask", "without_mask"):  # real faces beside the generated (faceless) pictures
+        for photo in sorted((sources / folder).iterdir())[:2]:
+            shutil.copy(photo, data / "real-photos" / "test" / folder / photo.name)
+    result = evaluate_real(RealEvalConfig(models=str(model_dir), data=str(data), per_class=2, threads=1))
+    predictor = Predictor(model_dir, threads=1)
+    for folder, has_mask in (("with_mask", True), ("without_mask", False)):
+        files = sorted((data / "real-photos" / "test" / folder).iterdir())
+        answers = [predictor.predict_photo(open_photo(f, 1280, 10**8)) for f in files]
+        found = [max(a, key=lambda face: face_size(face.box)) for a in answers if a]
+        right = sum((CLASSES[int(face.probabilities.argmax())] != "uncovered") == has_mask for face in found)
+        summary = result["real-photos"][folder]
+        assert (summary["photos"], summary["found"], summary["right"]) == (len(files), len(found), right)
+    assert set(result["real-masks"]) == {"cloth", "n95"}
+    frames = result["real-video-frames"]["whole_image"]
+    assert sum(map(sum, frames["confusion"])) == 6  # whole-image mode answers for every frame

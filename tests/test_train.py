@@ -13,7 +13,7 @@ from training.data import CLASSES, index_split
 from training.evaluate import EvalConfig, evaluate, predict_samples
 from training.train import PRESETS, TrainConfig, load_checkpoint, model_from_checkpoint, train
 
-from .conftest import REPO, make_tree
+from .conftest import REPO, make_tree, shared_data_or_skip
 
 # The real network at its smallest workable input: 80 px still leaves mixed_7a a 1 x 1 map.
 TINY = dict(image_size=80, batch_size=12, num_workers=0, validate=False, channels_last=False)
@@ -70,6 +70,42 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
                                   for h, r in zip(straight["history"], resumed["history"])]
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
+
+
+def write_faces_index(folder, landmarks) -> str:
+    """A training.faces-style index over generated crops: 2 unmasked (synthesis sources), 2 weakly masked."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    entries = []
+    for i, (label, source) in enumerate([("uncovered", True), ("uncovered", True), ("masked", False),
+                                         ("masked", False)]):
+        pixels = np.random.default_rng(i).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"face{i}.png")
+        entries.append({"file": f"face{i}.png", "source": "test", "label": label, "synth_source": source,
+                        "landmarks": landmarks, "score": 1.0})
+    (folder / "index.json").write_text(json.dumps({"faces": entries, "no_face": []}))
+    return str(folder / "index.json")
+
+
+def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
+    templates = shared_data_or_skip("mask-templates")
+    data = make_tree(tmp_path / "data", per_class=2)
+    first = train(TrainConfig(data_root=str(data), out_dir=str(tmp_path / "first"), epochs=1, **TINY))
+    landmarks = [[34, 38], [62, 38], [48, 55], [37, 67], [59, 67]]
+    config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "tuned"), epochs=1, init_from=str(first),
+                         faces_index=write_faces_index(tmp_path / "faces", landmarks), synthetic_per_epoch=6,
+                         mask_templates=str(templates), augment="robust", **TINY)
+    checkpoint = load_checkpoint(train(config))
+    (record,) = checkpoint["history"]
+    faces = checkpoint["data"]["faces"]
+    assert (faces["real_faces"], faces["weakly_labelled"], faces["synthesis_sources"]) == (4, 2, 2)
+    assert checkpoint["data"]["init_from"]["file"] == str(first)
+    assert record["skipped_unreadable"] == 0
+    # 6 generated tree images + 4 real crops + 6 synthetic masked faces, in batches of 12.
+    assert round(record["train_accuracy"] * 16, 6) == round(record["train_accuracy"] * 16)
+    with pytest.raises(ValueError, match="preprocessing"):
+        train(dataclasses.replace(config, image_size=96, out_dir=str(tmp_path / "other")))
 
 
 def test_resume_refuses_a_changed_config(tmp_path):

@@ -46,14 +46,19 @@ def load_optional_json(path: str | Path) -> dict | None:
 
 
 def load_context(results_dir: str | Path) -> dict:
-    """What templates see: ``results`` (see ``load_results``), and the top-level artifacts
-    ``framing`` (results/framing.json), ``compression`` (results/compression.json) and ``benchmark``
-    (results/benchmark.json), None if absent."""
+    """What templates see: ``results`` (see ``load_results``); ``shipped``, the preset whose model the
+    site ships (results/shipped.json, written by the release; ``default`` without it); and the
+    top-level artifacts ``framing`` (results/framing.json), ``compression`` (results/compression.json),
+    ``benchmark`` (results/benchmark.json) and ``detection`` (results/detection.json), None if absent;
+    ``figures``, the names of the PNGs in results/figures."""
     results_dir = Path(results_dir)
-    return {"results": load_results(results_dir),
+    shipped = load_optional_json(results_dir / "shipped.json") or {"preset": "default"}
+    return {"results": load_results(results_dir), "shipped": shipped["preset"],
             "framing": load_optional_json(results_dir / "framing.json"),
             "compression": load_optional_json(results_dir / "compression.json"),
-            "benchmark": load_optional_json(results_dir / "benchmark.json")}
+            "benchmark": load_optional_json(results_dir / "benchmark.json"),
+            "detection": load_optional_json(results_dir / "detection.json"),
+            "figures": sorted(p.name for p in (results_dir / "figures").glob("*.png"))}
 
 
 def percent(value: float, digits: int = 2) -> str:

@@ -23,19 +23,23 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 from tqdm import tqdm
 
 from .cli import parse_config
-from .data import CLASSES, NO_REASON, REASONS, Sample, SplitIndex, index_split, write_json
+from .data import CLASSES, NO_REASON, REASONS, Sample, SplitIndex, index_split, sha256_of, write_json
+from .faces import MASKED
 from .model import (FACENET_NORMALIZATION, IDENTITY_NORMALIZATION, MaskClassifier, Preprocessing,
                     build_model)
 from .preprocess import load_rgb, to_input_array
 
 CHECKPOINT_FORMAT = "masklens-checkpoint/1"
 NORMALIZATIONS = {"facenet": FACENET_NORMALIZATION, "identity": IDENTITY_NORMALIZATION}
-AUGMENTATIONS = ("none", "flip", "standard")
+AUGMENTATIONS = ("none", "flip", "standard", "robust")
+# Label of an image known to show a mask but not whether it is worn correctly (a weak label).
+MASKED_LABEL = -2
+MASK_CLASSES = [CLASSES.index("covered"), CLASSES.index("incorrect")]
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class TrainConfig:
     out_dir: str = field(default="runs/default", metadata={"help": "where checkpoints and logs go"})
     image_size: int = 160
     normalization: str = field(default="facenet", metadata={"help": "facenet or identity"})
-    augment: str = field(default="standard", metadata={"help": "none, flip or standard"})
+    augment: str = field(default="standard", metadata={"help": "none, flip, standard or robust"})
     epochs: int = 3
     batch_size: int = 32
     optimizer: str = field(default="adamw", metadata={"help": "adam or adamw"})
@@ -61,11 +65,18 @@ class TrainConfig:
     validate: bool = True
     resume: bool = False
     max_images: int = field(default=0, metadata={"help": "cap on training images per epoch (0: all)"})
+    init_from: str = field(default="", metadata={"help": "checkpoint whose weights start the run (fine-tuning)"})
+    faces_index: str = field(default="", metadata={"help": "index.json of training.faces: real face crops"})
+    synthetic_per_epoch: int = field(default=0, metadata={"help": "masked faces synthesised per epoch"})
+    mask_templates: str = field(default="../shared/data/mask-templates", metadata={"help": "for synthesis"})
 
 
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     # The paper: 256 x 256, resize + to-tensor only, Adam at 0.009 for 2 epochs, plain cross-entropy.
+    # default, fine-tuned on real faces (weak labels) and masks fitted onto unmasked faces.
+    "real": TrainConfig(out_dir="runs/real", augment="robust", epochs=4, lr=5e-4, init_from="models/default.pt",
+                        faces_index="build/faces/index.json", synthetic_per_epoch=3000),
     "paper": TrainConfig(out_dir="runs/paper", image_size=256, normalization="identity", augment="none",
                          epochs=2, optimizer="adam", lr=0.009, weight_decay=0.0, schedule="constant",
                          label_smoothing=0.0, reason_weight=0.0),
@@ -76,27 +87,47 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
     return Preprocessing(size=config.image_size, **NORMALIZATIONS[config.normalization])
 
 
+def make_transform(augment: str, size: int) -> v2.Compose:
+    """PIL image -> augmented PIL image.
+
+    ``robust`` adds what stops the model from equating a mask with one colour or one kind of
+    picture: strong hue jitter, grayscale (webcam and CCTV frames), blur, JPEG artefacts, and a
+    shift and scale of about the spread of the face detector's boxes (results/framing.json: a few
+    percent of the crop).
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    steps = {
+        "none": [v2.Identity()],
+        "flip": [v2.RandomHorizontalFlip()],
+        "standard": [v2.RandomHorizontalFlip(),
+                     v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
+                     v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03)],
+        "robust": [v2.RandomHorizontalFlip(),
+                   v2.RandomAffine(degrees=8, translate=(0.05, 0.05), scale=(0.9, 1.1), fill=127),
+                   v2.RandomApply([v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.5, hue=0.15)], p=0.8),
+                   v2.RandomGrayscale(p=0.15),
+                   v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.3, 1.6))], p=0.2),
+                   v2.RandomApply([v2.JPEG(quality=(25, 90))], p=0.3)],
+    }[augment]
+    return v2.Compose(steps)
+
+
 class FaceDataset(Dataset):
     """Yields (image tensor, class, reason) or None for a file that fails to decode (skipped by collate)."""
 
     def __init__(self, samples: tuple[Sample, ...], preprocessing: Preprocessing, augment: str):
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
         self.samples = samples
         self.preprocessing = preprocessing
-        self.augment = augment
-        size = preprocessing.size
-        steps = {
-            "none": [v2.Identity()],
-            "flip": [v2.RandomHorizontalFlip()],
-            "standard": [v2.RandomHorizontalFlip(),
-                         v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
-                         v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03)],
-        }[augment]
-        self.transform = v2.Compose(steps)
+        self.transform = make_transform(augment, preprocessing.size)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def to_item(self, image, label: int, reason: int):
+        p = self.preprocessing
+        array = to_input_array(self.transform(image), p.size, p.mean, p.std, p.interpolation)
+        return torch.from_numpy(array), label, reason
 
     def __getitem__(self, i: int):
         sample = self.samples[i]
@@ -104,10 +135,65 @@ class FaceDataset(Dataset):
             image = load_rgb(sample.path)
         except OSError:
             return None
-        image = self.transform(image)
-        p = self.preprocessing
-        array = to_input_array(image, p.size, p.mean, p.std, p.interpolation)
-        return torch.from_numpy(array), sample.label, sample.reason
+        return self.to_item(image, sample.label, sample.reason)
+
+
+def read_faces_index(path: str | Path) -> tuple[list[Sample], list[tuple[Path, np.ndarray]]]:
+    """training.faces' index -> (real face samples, unmasked faces with landmarks for synthesis)."""
+    path = Path(path)
+    index = json.loads(path.read_text())
+    samples, sources = [], []
+    for entry in index["faces"]:
+        file = path.parent / entry["file"]
+        label = MASKED_LABEL if entry["label"] == MASKED else CLASSES.index(entry["label"])
+        samples.append(Sample(path=file, label=label, reason=NO_REASON))
+        if entry["synth_source"]:
+            sources.append((file, np.asarray(entry["landmarks"], np.float32)))
+    return samples, sources
+
+
+class SyntheticMaskDataset(FaceDataset):
+    """``count`` masked faces per epoch, made from unmasked faces by ``training.synth.fit_mask``.
+
+    Item i of epoch e depends only on (seed, e, i): half are masks worn correctly, half worn
+    incorrectly in the reasons' proportions of MaskedFace-Net's train split (nose 0.5, chin 0.25,
+    nose and mouth 0.25).
+    """
+
+    PLACEMENT_P = {"covered": 0.5, "nose": 0.25, "chin": 0.125, "nose_and_mouth": 0.125}
+
+    def __init__(self, sources: list[tuple[Path, np.ndarray]], count: int, templates: str, seed: int,
+                 preprocessing: Preprocessing, augment: str):
+        super().__init__((), preprocessing, augment)
+        if not sources:
+            raise ValueError("no unmasked faces to synthesise masked faces from")
+        self.sources, self.count, self.templates, self.seed = sources, count, templates, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        from .synth import fit_mask, load_mask_library
+
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        path, landmarks = self.sources[rng.integers(len(self.sources))]
+        placement = rng.choice(list(self.PLACEMENT_P), p=list(self.PLACEMENT_P.values()))
+        try:
+            rgb = np.asarray(load_rgb(path))
+        except OSError:
+            return None
+        masked = fit_mask(rgb, landmarks, placement, load_mask_library(self.templates), rng)
+        if placement == "covered":
+            label, reason = CLASSES.index("covered"), NO_REASON
+        else:
+            label, reason = CLASSES.index("incorrect"), REASONS.index(placement)
+        return self.to_item(Image.fromarray(masked), label, reason)
 
 
 def collate_skipping_unreadable(batch):
@@ -129,9 +215,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def partial_label_loss(logits: torch.Tensor, allowed: list[int]) -> torch.Tensor:
+    """Per image, -log of the probability that the class is one of ``allowed``: -log(sum p_allowed)."""
+    return torch.logsumexp(logits, dim=1) - torch.logsumexp(logits[:, allowed], dim=1)
+
+
 def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy on known classes, ``partial_label_loss`` on weak "masked" labels, plus the reason loss.
+
+    Both class terms are summed per image and divided by the batch size, so a weakly labelled
+    image weighs as much as a labelled one.
+    """
     logits, reason_logits = outputs
-    loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+    logits = logits.float()
+    weak = labels == MASKED_LABEL
+    known = F.cross_entropy(logits, labels.clamp_min(0), label_smoothing=config.label_smoothing, reduction="none")
+    per_image = torch.where(weak, partial_label_loss(logits, MASK_CLASSES), known)
+    loss = per_image.mean()
     # The reason loss is the mean over the batch's incorrectly masked images. It stays in the graph even
     # when the batch has none (or its weight is 0), because DistributedDataParallel needs every parameter
     # to receive a gradient on every rank at every step.
@@ -160,6 +260,13 @@ def predict_batches(model: MaskClassifier, loader: DataLoader, device: torch.dev
         with autocast(device, bf16):
             logits, reason_logits = model(images)
         yield logits.float().softmax(1).cpu(), reason_logits.float().softmax(1).cpu(), labels, reasons
+
+
+def count_correct(predicted: torch.Tensor, labels: torch.Tensor) -> int:
+    """Right answers; a weakly labelled "masked" image is right when the class is covered or incorrect."""
+    weak = labels == MASKED_LABEL
+    right = torch.where(weak, predicted != CLASSES.index("uncovered"), predicted == labels)
+    return int(right.sum())
 
 
 def validation_scores(model, loader, device, config: TrainConfig) -> dict:
@@ -292,7 +399,15 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
 
     torch.manual_seed(config.seed)
     preprocessing = preprocessing_for(config)
-    model = build_model(preprocessing, dropout=config.dropout).to(device)
+    model = build_model(preprocessing, dropout=config.dropout)
+    if config.init_from:
+        start = load_checkpoint(config.init_from)
+        if start["preprocessing"] != preprocessing.to_dict():
+            raise ValueError(f"{config.init_from} was trained with preprocessing {start['preprocessing']}, "
+                             f"this run uses {preprocessing.to_dict()}")
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start["model"].items()})
+        data_summary["init_from"] = {"file": str(config.init_from), "sha256": sha256_of(config.init_from)}
+    model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -300,7 +415,22 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     if config.max_images:
         samples = tuple(np.random.default_rng(config.seed).permutation(np.array(samples, dtype=object))
                         [:config.max_images])
-    train_set = FaceDataset(samples, preprocessing, config.augment)
+    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment)]
+    synthetic = None
+    if config.faces_index:
+        real_samples, synth_sources = read_faces_index(config.faces_index)
+        parts.append(FaceDataset(tuple(real_samples), preprocessing, config.augment))
+        data_summary["faces"] = {"index": str(config.faces_index), "sha256": sha256_of(config.faces_index),
+                                 "real_faces": len(real_samples), "weakly_labelled": sum(s.label == MASKED_LABEL
+                                                                                          for s in real_samples),
+                                 "synthesis_sources": len(synth_sources)}
+        if config.synthetic_per_epoch:
+            synthetic = SyntheticMaskDataset(synth_sources, config.synthetic_per_epoch, config.mask_templates,
+                                             config.seed, preprocessing, config.augment)
+            parts.append(synthetic)
+    elif config.synthetic_per_epoch:
+        raise ValueError("synthetic_per_epoch needs faces_index (the unmasked faces to fit masks onto)")
+    train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     sampler = (DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                   seed=config.seed, drop_last=True) if env.enabled else None)
     per_rank_batch = max(1, config.batch_size // env.world_size)
@@ -342,6 +472,8 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
         torch.manual_seed(config.seed + 1000 * (epoch + 1) + env.rank)
         if sampler:
             sampler.set_epoch(epoch)
+        if synthetic is not None:
+            synthetic.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed + epoch)
         loader = DataLoader(train_set, batch_size=per_rank_batch, shuffle=sampler is None, sampler=sampler,
                             num_workers=config.num_workers, collate_fn=collate_skipping_unreadable,
@@ -366,7 +498,7 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
                 loss.backward()
                 optimizer.step()
                 seen += len(labels)
-                correct += int((outputs[0].argmax(1) == labels).sum())
+                correct += count_correct(outputs[0].argmax(1), labels)
                 loss_sum += loss.item() * len(labels)
                 rate = seen / (time.perf_counter() - started)
                 progress.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}",

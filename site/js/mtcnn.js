@@ -11,6 +11,8 @@
 //   box: [x1, y1, x2, y2] in pixels of the image, may reach past its edges; score: O-Net's face
 //   probability; landmarks: [[x, y] x 5]: the eye on the image's left, the other eye, the nose tip,
 //   the mouth corner on the image's left, the other one.
+// findFaces(image, runNet, settings) -> the same, with the manifest's padding and whole-photo
+//   fallback (settings.padding, settings.fallback_threshold): what the site and the predictor run.
 // createOrtRunner(ort, sessions) -> runNet over onnxruntime-web InferenceSessions by net name.
 //
 // Boxes are arrays [x1, y1, x2, y2]. Python computes in float32 throughout; every operation here
@@ -250,6 +252,60 @@ export async function detectFaces(image, runNet, settings) {
   const candidates = await propose(planar, runNet, settings);
   const refined = await refine(planar, runNet, candidates, settings.thresholds[1]);
   return output(planar, runNet, refined, settings.thresholds[2]);
+}
+
+/**
+ * export/mtcnn.py's pad_photo: the photo surrounded by round(padding * longer side) pixels of its
+ * edge pixels, repeated, and that margin. MTCNN cannot find a face that fills the photo.
+ */
+export function padPhoto(image, padding) {
+  const { width, height, data } = image;
+  const channels = data.length / (width * height);
+  const margin = Math.round(padding * Math.max(width, height));
+  if (margin === 0) return { image, margin };
+  const outW = width + 2 * margin;
+  const outH = height + 2 * margin;
+  const out = new Uint8ClampedArray(outW * outH * channels);
+  for (let y = 0; y < outH; y++) {
+    const sy = Math.min(Math.max(y - margin, 0), height - 1);
+    for (let x = 0; x < outW; x++) {
+      const sx = Math.min(Math.max(x - margin, 0), width - 1);
+      const from = (sy * width + sx) * channels;
+      out.set(data.subarray(from, from + channels), (y * outW + x) * channels);
+    }
+  }
+  return { image: { width: outW, height: outH, data: out }, margin };
+}
+
+/**
+ * export/mtcnn.py's whole_photo_boxes: squares centred on the photo, of side its shorter side, its
+ * longer side and their mean: the ways a photo that is already a face crop frames its face.
+ */
+export function wholePhotoBoxes(height, width) {
+  return [Math.min(height, width), Math.max(height, width), (height + width) / 2].map((side) => {
+    const x1 = f32((width - side) / 2);
+    const y1 = f32((height - side) / 2);
+    return [x1, y1, f32(x1 + side), f32(y1 + side)];
+  });
+}
+
+/**
+ * export/mtcnn.py's find_faces: the cascade on the padded photo; when it finds nothing and
+ * settings.fallback_threshold is set, O-Net alone judges the squares of wholePhotoBoxes (a photo that
+ * is already a face crop). Boxes and landmarks come back in pixels of the photo.
+ */
+export async function findFaces(image, runNet, settings) {
+  const { image: padded, margin } = padPhoto(image, settings.padding);
+  let faces = await detectFaces(padded, runNet, settings);
+  if (faces.length === 0 && settings.fallback_threshold !== null && settings.fallback_threshold !== undefined) {
+    const candidates = wholePhotoBoxes(image.height, image.width).map((box) => box.map((v) => f32(v + margin)));
+    faces = await output(toPlanar(padded), runNet, candidates, settings.fallback_threshold);
+  }
+  return faces.map(({ box, score, landmarks }) => ({
+    box: box.map((v) => f32(v - margin)),
+    score,
+    landmarks: landmarks.map(([x, y]) => [f32(x - margin), f32(y - margin)]),
+  }));
 }
 
 /**

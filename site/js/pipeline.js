@@ -19,7 +19,7 @@
 
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from './gradcam.js';
 import { cropBoxForFace, cropFace, resizeBilinear, thumbnail, toRGB } from './imaging.js';
-import { detectFaces } from './mtcnn.js';
+import { findFaces } from './mtcnn.js';
 import { normalizeCrops } from './preprocess.js';
 
 export function preparePhoto(image, inputLimits) {
@@ -72,7 +72,7 @@ export async function analysePhoto(image, { manifest, runNet, wholeImage = false
     faces = [{ box: full, score: 1, landmarks: [], crop_box: full, crop: resizeBilinear(rgb, size, size) }];
   } else {
     const { framing } = manifest.face_crop;
-    const detected = await detectFaces(rgb, runNet, manifest.face_detector);
+    const detected = await findFaces(rgb, runNet, manifest.face_detector);
     faces = detected.map((face) => ({
       ...face,
       crop_box: cropBoxForFace(face.box, framing),

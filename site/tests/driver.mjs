@@ -9,7 +9,7 @@
 //     size} (also answers crop_box), gradcam {activations, weights, dims, class_index, size},
 //     softmax {logits, dims}, normalize {crops, preprocessing}, overlay {crop, cam, colormap,
 //     image_weight}.
-// - op "detect": {models, settings, photos: [image]} -> per photo the faces of detectFaces.
+// - op "detect": {models, settings, photos: [image]} -> per photo the faces of findFaces.
 // - op "analyse": {models, photos: [{image, whole_image}]} -> per photo analysePhoto's faces, with
 //     the manifest read from models/manifest.json; heatmaps as nested lists, crops as images.
 // The ONNX ops run onnxruntime-web's wasm backend on one thread.
@@ -19,7 +19,7 @@ import { join } from 'node:path';
 
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from '../js/gradcam.js';
 import { cropBoxForFace, cropFace, resizeBilinear, thumbnail } from '../js/imaging.js';
-import { createOrtRunner, detectFaces } from '../js/mtcnn.js';
+import { createOrtRunner, findFaces } from '../js/mtcnn.js';
 import { analysePhoto } from '../js/pipeline.js';
 import { normalizeCrops } from '../js/preprocess.js';
 
@@ -69,7 +69,7 @@ const ops = {
   detect: async ({ models, settings, photos }) => {
     const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet']);
     const results = [];
-    for (const photo of photos) results.push(await detectFaces(decodeImage(photo), runNet, settings));
+    for (const photo of photos) results.push(await findFaces(decodeImage(photo), runNet, settings));
     return results;
   },
   analyse: async ({ models, photos }) => {

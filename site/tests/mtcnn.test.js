@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  applyOffsets, createOrtRunner, cropBounds, detectFaces, nms, placeLandmarks, pnetCandidates, pyramidLevelSize,
+  applyOffsets, createOrtRunner, cropBounds, detectFaces, findFaces, nms, padPhoto, wholePhotoBoxes, placeLandmarks, pnetCandidates, pyramidLevelSize,
   pyramidScales, square,
 } from '../js/mtcnn.js';
 
@@ -94,6 +94,48 @@ test('detectFaces runs P-Net once per pyramid level and stops when nothing passe
   assert.deepEqual(calls[0].dims, [1, 3, 19, 25]);
   // 255 normalises to (255 - 127.5) / 128.
   assert.equal(calls[0].max, 0.99609375);
+});
+
+test('padPhoto repeats the edge pixels round(padding * longer side) times on every side', () => {
+  const image = { width: 3, height: 2, data: Uint8ClampedArray.from([1, 2, 3, 4, 5, 6].flatMap((v) => [v, v, v])) };
+  const { image: padded, margin } = padPhoto(image, 0.34);
+  assert.equal(margin, 1);
+  assert.deepEqual([padded.width, padded.height], [5, 4]);
+  const reds = Array.from({ length: 20 }, (_, i) => padded.data[i * 3]);
+  assert.deepEqual(reds, [1, 1, 2, 3, 3, 1, 1, 2, 3, 3, 4, 4, 5, 6, 6, 4, 4, 5, 6, 6]);
+  assert.equal(padPhoto(image, 0).image, image);
+});
+
+test('wholePhotoBoxes are centred squares of the shorter side, the longer side and their mean', () => {
+  assert.deepEqual(wholePhotoBoxes(30, 50), [[10, 0, 40, 30], [0, -10, 50, 40], [5, -5, 45, 35]]);
+  assert.deepEqual(wholePhotoBoxes(50, 30)[0], [0, 10, 30, 40]);
+});
+
+test('findFaces asks O-Net about the whole-photo squares when the cascade finds nothing', async () => {
+  const calls = [];
+  const runNet = async (name, data, dims) => {
+    calls.push({ name, dims });
+    if (name === 'pnet') {
+      const [, , h, w] = dims;
+      const cells = (Math.floor((h - 3) / 2) - 3) * (Math.floor((w - 3) / 2) - 3);
+      return { box_offsets: { data: new Float32Array(4 * cells), dims: [1, 4, cells, 1] },
+        probabilities: { data: new Float32Array(2 * cells), dims: [1, 2, cells, 1] } };
+    }
+    const n = dims[0];
+    const faceProbability = [0.6, 0.3, 0.3];
+    return { box_offsets: { data: new Float32Array(4 * n), dims: [n, 4] },
+      landmarks: { data: new Float32Array(10 * n).fill(0.5), dims: [n, 10] },
+      probabilities: { data: Float32Array.from(faceProbability.flatMap((p) => [1 - p, p])), dims: [n, 2] } };
+  };
+  const image = { width: 40, height: 30, data: new Uint8ClampedArray(40 * 30 * 3).fill(90) };
+  const settings = { min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709, padding: 0.25, fallback_threshold: 0.5 };
+  const [face, ...rest] = await findFaces(image, runNet, settings);
+  assert.equal(rest.length, 0);
+  assert.deepEqual(calls.at(-1), { name: 'onet', dims: [3, 3, 48, 48] });
+  assert.deepEqual(face.box, [5, 0, 35, 30]);
+  assert.equal(face.score, Math.fround(0.6));
+  assert.deepEqual(await findFaces(image, runNet, { ...settings, fallback_threshold: 0.7 }), []);
+  assert.deepEqual(await findFaces(image, runNet, { ...settings, fallback_threshold: null }), []);
 });
 
 test('createOrtRunner feeds the session input by name and returns plain tensors', async () => {

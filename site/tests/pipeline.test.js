@@ -10,7 +10,7 @@ const manifest = {
     target_layers: ['block8'],
     preprocessing: { size: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
   },
-  face_detector: { min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709 },
+  face_detector: { min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709, padding: 0.3, fallback_threshold: null },
   face_crop: { framing: { center_dx: 0, center_dy: 0, side: 1.5 } },
   drawing: { colormap: new Array(256).fill('#ff0000'), image_weight: 0.5 },
 };

@@ -1,0 +1,87 @@
+"""How often the face finder finds a face in real photos, for several detection rules.
+
+    python -m export.detection_study --data ../shared/data --models models/onnx --out results/detection.json
+
+Masked faces are hard for MTCNN (trained before masks were common), and many photos are already
+tight face crops, which its pyramid cannot find. Each rule (``RULES``) sets the cascade thresholds,
+the padding added around the photo and the whole-photo fallback (``export.mtcnn.find_faces``); each
+is run on every photo of the real test sets and of the no-face pictures (cloth textures), and
+the JSON gives, per rule and set: ``photos``, ``found`` (photos with at least one face),
+``found_rate``, ``several`` (photos with more than one face) and ``faces`` (faces in all). The rule
+the export ships is the manifest's ``face_detector``; this file is the evidence for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from training.data import IMAGE_SUFFIXES
+from training.preprocess import load_rgb
+
+from .mtcnn import DetectionRule, FaceDetector, find_faces
+from .predict import session_options
+
+RULES = {
+    "facenet_default": DetectionRule(),
+    "padded": DetectionRule(padding=0.3),
+    "padded_low_thresholds": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3),
+    "padded_low_thresholds_fallback_0.5": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.5),
+    "padded_low_thresholds_fallback_0.2": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2),
+}
+
+SETS = {
+    "real-photos/with_mask": "real-photos/test/with_mask",
+    "real-photos/without_mask": "real-photos/test/without_mask",
+    "real-masks/cloth": "real-masks/test/cloth",
+    "real-masks/n95": "real-masks/test/n95",
+    "real-masks/n95-valve": "real-masks/test/n95-valve",
+    "real-masks/surgical": "real-masks/test/surgical",
+    "no-face/textures": "mask-templates/textures",
+}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def count_faces(detector: FaceDetector, rule: DetectionRule, photos: list[np.ndarray]) -> dict:
+    counts = [len(find_faces(detector, rgb, rule.padding, rule.fallback_threshold)) for rgb in photos]
+    found = sum(c > 0 for c in counts)
+    return {"photos": len(counts), "found": found, "found_rate": round(found / max(len(counts), 1), 4),
+            "several": sum(c > 1 for c in counts), "faces": sum(counts)}
+
+
+def study(data: Path, models: Path, rules: dict[str, DetectionRule], threads: int = 0) -> dict:
+    options = session_options(threads)
+    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder)] for name, folder in SETS.items()}
+    results = {}
+    for rule_name, rule in rules.items():
+        detector = FaceDetector(models, rule.min_face_size, rule.thresholds, rule.factor, options)
+        results[rule_name] = {"rule": asdict(rule),
+                              "sets": {name: count_faces(detector, rule, images) for name, images in photos.items()}}
+        print(rule_name, {name: s["found_rate"] for name, s in results[rule_name]["sets"].items()}, flush=True)
+    return {"rules": results, "sets": SETS}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--models", default="models/onnx")
+    parser.add_argument("--out", default="results/detection.json")
+    parser.add_argument("--rules", default=",".join(RULES), help="comma-separated names of RULES")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    rules = {name: RULES[name] for name in args.rules.split(",")}
+    payload = study(Path(args.data), Path(args.models), rules, args.threads)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

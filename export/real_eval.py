@@ -1,0 +1,163 @@
+"""End-to-end evaluation on real photos, through the predictor exactly as the site runs it.
+
+    masklens-eval-real --models models/onnx --data ../shared/data --out results/real-end-to-end.json
+
+Every photo goes through ``Predictor.predict_photo``: find faces (the manifest's rule), crop as
+trained, classify. The largest face found is the photo's answer; photos where no face is found are
+counted apart (``not_found``) and never scored as right. Sets (``SETS``):
+
+- ``real-photos`` (``real-photos/test``): ``with_mask`` is right when the answer is covered or
+  incorrect, ``without_mask`` when it is uncovered; ``mask_accuracy`` over the photos with a face,
+  ``mask_accuracy_all`` counting a photo without a face as wrong.
+- ``real-masks`` (``real-masks/test/<kind>``): per kind, the share of faces found called covered or
+  incorrect (``masked_rate``).
+- ``real-video-frames`` (64 px grayscale face crops, three classes; at most ``per_class`` frames of
+  each class, evenly spaced): balanced 3-class accuracy and confusion, through the face finder and,
+  as these frames are already face crops, also in whole-image mode (no detector).
+
+Deterministic: the same models and data give byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from training.cli import parse_config
+from training.data import IMAGE_SUFFIXES, write_json
+
+from .framing import face_size
+from .predict import PhotoError, Predictor, open_photo
+
+
+@dataclass(frozen=True)
+class RealEvalConfig:
+    models: str = field(default="models/onnx", metadata={"help": "folder with manifest.json"})
+    data: str = field(default="../shared/data", metadata={"help": "root holding real-photos, real-masks, ..."})
+    out: str = field(default="results/real-end-to-end.json")
+    per_class: int = field(default=400, metadata={"help": "video frames per class (evenly spaced)"})
+    threads: int = 0
+
+
+def list_images(folder: Path, limit: int = 0) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if limit and len(files) > limit:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    return files
+
+
+def answer(predictor: Predictor, path: Path, whole_image: bool = False) -> dict:
+    """The photo's answer: class of its largest face, faces found, or the reason it failed."""
+    limits = predictor.manifest["input_limits"]
+    try:
+        rgb = open_photo(path, limits["max_side"], limits["max_pixels"])
+    except PhotoError as error:
+        return {"faces": 0, "class": None, "error": str(error)}
+    faces = predictor.predict_photo(rgb, whole_image)
+    if not faces:
+        return {"faces": 0, "class": None}
+    largest = max(faces, key=lambda face: face_size(face.box))
+    return {"faces": len(faces), "class": predictor.classes[int(largest.probabilities.argmax())]}
+
+
+def run_folder(predictor: Predictor, files: list[Path], label: str, whole_image: bool = False) -> list[dict]:
+    return [answer(predictor, path, whole_image)
+            for path in tqdm(files, desc=label, leave=False, dynamic_ncols=True, mininterval=5.0)]
+
+
+def found_summary(answers: list[dict]) -> dict:
+    found = sum(a["faces"] > 0 for a in answers)
+    return {"photos": len(answers), "found": found, "found_rate": _round(found / max(len(answers), 1)),
+            "not_found": len(answers) - found, "several_faces": sum(a["faces"] > 1 for a in answers)}
+
+
+def mask_photos(predictor: Predictor, root: Path) -> dict:
+    """real-photos/test: mask vs no mask."""
+    result, right, right_found, found_total, photos = {}, 0, 0, 0, 0
+    for folder, has_mask in (("with_mask", True), ("without_mask", False)):
+        answers = run_folder(predictor, list_images(root / folder), folder)
+        good = sum(a["class"] is not None and (a["class"] != "uncovered") == has_mask for a in answers)
+        summary = found_summary(answers)
+        summary["right"] = good
+        summary["accuracy_of_found"] = _round(good / max(summary["found"], 1))
+        summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
+        result[folder] = summary
+        right += good
+        found_total += summary["found"]
+        photos += summary["photos"]
+    result["mask_accuracy"] = _round(right / max(found_total, 1))
+    result["mask_accuracy_all"] = _round(right / max(photos, 1))
+    result["found_rate"] = _round(found_total / max(photos, 1))
+    return result
+
+
+def mask_kinds(predictor: Predictor, root: Path) -> dict:
+    """real-masks/test/<kind>: share of found faces called covered or incorrect."""
+    result = {}
+    for kind in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        answers = run_folder(predictor, list_images(root / kind), kind)
+        summary = found_summary(answers)
+        masked = sum(a["class"] in ("covered", "incorrect") for a in answers)
+        summary["masked"] = masked
+        summary["masked_rate"] = _round(masked / max(summary["found"], 1))
+        summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
+        result[kind] = summary
+    return result
+
+
+def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: bool) -> dict:
+    """Balanced accuracy and confusion (rows: true class, columns: answer) over the frames with a face."""
+    classes = predictor.classes
+    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    per_class_found = {}
+    for row, name in enumerate(classes):
+        answers = run_folder(predictor, list_images(root / name, per_class), f"{name} (whole image)"
+                             if whole_image else name, whole_image)
+        per_class_found[name] = found_summary(answers)
+        for a in answers:
+            if a["class"] is not None:
+                confusion[row, classes.index(a["class"])] += 1
+    recalls = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {"balanced_accuracy": _round(recalls.mean()), "recall": {c: _round(r) for c, r in zip(classes, recalls)},
+            "confusion": confusion.tolist(), "found": per_class_found}
+
+
+def evaluate_real(config: RealEvalConfig) -> dict:
+    predictor = Predictor(config.models, config.threads)
+    data = Path(config.data)
+    frames = data / "real-video-frames"
+    return {
+        "model_version": predictor.manifest["model_version"],
+        "face_detector": {k: predictor.manifest["face_detector"][k]
+                          for k in ("thresholds", "padding", "fallback_threshold", "min_face_size", "factor")},
+        "config": {k: v for k, v in asdict(config).items() if k in ("data", "per_class")},
+        "real-photos": mask_photos(predictor, data / "real-photos" / "test"),
+        "real-masks": mask_kinds(predictor, data / "real-masks" / "test"),
+        "real-video-frames": {"detected": three_class(predictor, frames, config.per_class, whole_image=False),
+                              "whole_image": three_class(predictor, frames, config.per_class, whole_image=True)},
+    }
+
+
+def _round(value: float) -> float:
+    return round(float(value), 4)
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_config(RealEvalConfig, argv, description=__doc__.splitlines()[0])
+    result = evaluate_real(config)
+    write_json(config.out, result)
+    photos, frames = result["real-photos"], result["real-video-frames"]
+    kinds = ", ".join(f"{kind} {summary['masked_rate']:.3f}" for kind, summary in result["real-masks"].items())
+    print(f"real-photos: mask accuracy {photos['mask_accuracy']:.4f} of found ({photos['found_rate']:.4f} found); "
+          f"real-masks masked rate {kinds}; "
+          f"video frames balanced {frames['detected']['balanced_accuracy']:.4f} (whole image "
+          f"{frames['whole_image']['balanced_accuracy']:.4f})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Mask synthesis (placement, determinism), the partial-label loss and the synthetic dataset."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from .conftest import shared_data_or_skip
+from training.synth import MASK_KINDS, PLACEMENTS, face_points, fit_mask, load_mask_library, mask_coverage
+from training.train import (MASKED_LABEL, MASK_CLASSES, SyntheticMaskDataset, TrainConfig, compute_loss,
+                            count_correct, partial_label_loss, preprocessing_for)
+
+# A frontal face in a 200 x 200 picture: eyes, nose tip, mouth corners (MTCNN's order).
+FRONTAL = np.array([[70, 80], [130, 80], [100, 118], [78, 142], [122, 142]], np.float32)
+# The same face turned towards the image's right (nose and mouth shifted right), and tilted.
+TURNED = np.array([[80, 82], [132, 76], [120, 114], [96, 140], [130, 136]], np.float32)
+
+# What each placement leaves uncovered, of the nose tip, mouth middle and chin.
+UNCOVERED = {"covered": set(), "nose": {"nose"}, "chin": {"chin"}, "nose_and_mouth": {"nose", "mouth"}}
+
+
+@pytest.fixture(scope="module")
+def library():
+    return load_mask_library(shared_data_or_skip("mask-templates"))
+
+
+@pytest.mark.parametrize("landmarks", [FRONTAL, TURNED], ids=["frontal", "turned"])
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_each_placement_leaves_exactly_its_part_uncovered(library, landmarks, kind, placement):
+    alpha = mask_coverage((200, 200), landmarks, placement, library, kind)
+    points = face_points(landmarks).landmark_heights()
+    uncovered = {name for name, (x, y) in points.items() if alpha[int(round(y)), int(round(x))] < 0.5}
+    assert uncovered == UNCOVERED[placement], (kind, placement, {n: float(alpha[int(y), int(x)])
+                                                                  for n, (x, y) in points.items()})
+
+
+def test_turned_heads_take_the_turned_template(library):
+    assert library.template_for("surgical", face_points(TURNED).turn).name == "surgical_right"
+    assert library.template_for("surgical", face_points(FRONTAL).turn).name == "surgical"
+    mirrored = FRONTAL.copy()
+    mirrored[2, 0] = 80  # nose towards the image's left
+    assert library.template_for("N95", face_points(mirrored).turn).name == "N95_left"
+
+
+def test_fit_mask_is_deterministic_given_a_seed(library):
+    face = np.full((200, 200, 3), 180, np.uint8)
+    first = fit_mask(face, FRONTAL, "nose", library, np.random.default_rng(7))
+    again = fit_mask(face, FRONTAL, "nose", library, np.random.default_rng(7))
+    other = fit_mask(face, FRONTAL, "nose", library, np.random.default_rng(8))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    changed = np.abs(first.astype(int) - face).sum(axis=2) > 0
+    assert changed[142, 100] and not changed[20, 20]  # the mouth is masked, the forehead untouched
+
+
+def test_synthetic_dataset_depends_only_on_seed_epoch_and_index(library, tmp_path):
+    path = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(path)
+    preprocessing = preprocessing_for(TrainConfig(image_size=64))
+    make = lambda: SyntheticMaskDataset([(path, FRONTAL)], 6, str(shared_data_or_skip("mask-templates")),
+                                        seed=3, preprocessing=preprocessing, augment="robust")
+    first, second = make(), make()
+    torch.manual_seed(0)
+    a = [first[i] for i in range(6)]
+    torch.manual_seed(0)
+    b = [second[i] for i in range(6)]
+    for (x, label, reason), (y, label2, reason2) in zip(a, b):
+        assert torch.equal(x, y) and label == label2 and reason == reason2
+    second.set_epoch(1)
+    torch.manual_seed(0)
+    assert not all(torch.equal(second[i][0], a[i][0]) for i in range(6))
+    assert {label for _, label, _ in a} <= {0, 1}
+
+
+def test_partial_label_loss_is_minus_log_of_the_mask_classes_probability():
+    probabilities = torch.tensor([[0.2, 0.5, 0.3], [0.05, 0.05, 0.9]])
+    loss = partial_label_loss(probabilities.log(), MASK_CLASSES)
+    assert loss.tolist() == pytest.approx([-math.log(0.7), -math.log(0.1)], rel=1e-6)
+
+
+def test_compute_loss_mixes_weak_and_known_labels():
+    probabilities = torch.tensor([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+    labels = torch.tensor([MASKED_LABEL, 2])
+    config = TrainConfig(label_smoothing=0.0, reason_weight=0.0)
+    reason_logits = torch.zeros(2, 3, requires_grad=True)
+    loss = compute_loss((probabilities.log(), reason_logits), labels, torch.tensor([-1, -1]), config)
+    assert loss.item() == pytest.approx((-math.log(0.7) - math.log(0.8)) / 2, rel=1e-6)
+
+
+def test_a_weak_label_is_right_for_either_mask_class():
+    predicted = torch.tensor([0, 1, 2, 2, 0])
+    labels = torch.tensor([MASKED_LABEL, MASKED_LABEL, MASKED_LABEL, 2, 1])
+    assert count_correct(predicted, labels) == 3
