@@ -15,9 +15,12 @@ from training.train import load_checkpoint, model_from_checkpoint
 
 from .conftest import REPO, shared_data_or_skip
 
-CHECKPOINT = REPO / "models" / "default.pt"
+SHIPPED = json.loads((REPO / "results" / "shipped.json").read_text())["preset"]
+CHECKPOINT = REPO / "models" / f"{SHIPPED}.pt"
 MODELS = REPO / "models" / "onnx"
-RESULTS = REPO / "results" / "default"
+RESULTS = REPO / "results" / SHIPPED
+# Every committed checkpoint, with the results folder its metrics are in.
+COMMITTED = sorted(path.stem for path in (REPO / "models").glob("*.pt"))
 
 
 def test_shipped_models_match_their_manifest():
@@ -31,13 +34,15 @@ def test_shipped_models_match_their_manifest():
 
 
 @pytest.mark.slow
-def test_evaluation_reproduces_the_committed_holdout_metrics(tmp_path):
+@pytest.mark.parametrize("preset", COMMITTED)
+def test_evaluation_reproduces_the_committed_holdout_metrics(tmp_path, preset):
     shared_data_or_skip("maskedface-net", "holdout")
-    committed = json.loads((RESULTS / "metrics-holdout.json").read_text())
-    config = EvalConfig(**{**committed["evaluation"], "checkpoint": str(CHECKPOINT)}, out_dir=str(tmp_path),
-                        figures=False)
+    results = REPO / "results" / preset
+    committed = json.loads((results / "metrics-holdout.json").read_text())
+    config = EvalConfig(**{**committed["evaluation"], "checkpoint": str(REPO / "models" / f"{preset}.pt")},
+                        out_dir=str(tmp_path), figures=False)
     evaluate(config)
-    assert (tmp_path / "metrics-holdout.json").read_bytes() == (RESULTS / "metrics-holdout.json").read_bytes()
+    assert (tmp_path / "metrics-holdout.json").read_bytes() == (results / "metrics-holdout.json").read_bytes()
 
 
 @pytest.mark.slow
@@ -65,8 +70,19 @@ def test_results_page_shows_the_committed_numbers(tmp_path):
     real = json.loads((RESULTS / "metrics-real-photos.json").read_text())
     text = render(ReportConfig(results_dir=str(REPO / "results"), template=str(REPO / "docs/templates/results.md.j2"),
                                out=str(tmp_path / "results.md")))
-    row = next(line for line in text.splitlines() if line.startswith("| `default` | 160 px"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{SHIPPED}` | 160 px"))
     assert f"| {100 * holdout['accuracy']:.2f}% |" in row
     assert f"| {100 * holdout['reason_head']['accuracy']:.2f}% |" in row
     assert f"| {100 * real['mask_accuracy']:.2f}% |" in text
     assert f"{json.loads((REPO / 'results' / 'benchmark.json').read_text())['machine']['cpu']}" in text
+
+
+def test_end_to_end_results_come_from_the_committed_checkpoints():
+    for preset in COMMITTED:
+        path = REPO / "results" / preset / "metrics-end-to-end.json"
+        if path.exists():
+            result = json.loads(path.read_text())
+            assert result["model_version"] == sha256_of(REPO / "models" / f"{preset}.pt")[:12], preset
+    shipped = json.loads((RESULTS / "metrics-end-to-end.json").read_text())
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    assert shipped["face_detector"] == {k: manifest["face_detector"][k] for k in shipped["face_detector"]}
