@@ -69,7 +69,6 @@ def environment(template_dir: str | Path) -> Environment:
     """The Jinja environment every write-up template renders in (strict: an undefined name fails)."""
     env = Environment(loader=FileSystemLoader(template_dir), undefined=StrictUndefined, keep_trailing_newline=True)
     env.filters["percent"] = percent
-    env.filters["seconds_for"] = lambda images_per_second, images: images / images_per_second
     return env
 
 
