@@ -108,6 +108,22 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
         train(dataclasses.replace(config, image_size=96, out_dir=str(tmp_path / "other")))
 
 
+def test_fp16_checkpoints_keep_values_that_overflow_fp16_in_fp32():
+    from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
+    from training.train import checkpoint_payload
+
+    model = build_model(Preprocessing(80, **FACENET_NORMALIZATION))
+    model.backbone.repeat_3[0].branch0.bn.running_var.fill_(2e5)  # as the paper recipe grows them
+    state = checkpoint_payload(model, TrainConfig(), {}, [], 0, torch.float16)["model"]
+    assert state["backbone.repeat_3.0.branch0.bn.running_var"].dtype == torch.float32
+    assert state["backbone.repeat_3.0.branch0.bn.running_var"].eq(2e5).all()
+    assert state["backbone.logits.weight"].dtype == torch.float16
+    rebuilt = model_from_checkpoint({"model": state, "config": {"dropout": 0.6}, "classes": list(CLASSES),
+                                     "reasons": ["nose", "chin", "nose_and_mouth"],
+                                     "preprocessing": model.preprocessing.to_dict()})
+    assert torch.isfinite(rebuilt.backbone.repeat_3[0].branch0.bn.running_var).all()
+
+
 def test_resume_refuses_a_changed_config(tmp_path):
     data = make_tree(tmp_path / "data", per_class=2)
     config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=1, **TINY)

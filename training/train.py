@@ -296,9 +296,22 @@ def make_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     raise ValueError(f"schedule must be constant or onecycle, got {config.schedule!r}")
 
 
+def storable(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The tensor in ``dtype`` if every value fits its range, else unchanged.
+
+    Batch norm's running variances can outgrow fp16 (over 1e5 in the paper recipe, whose inputs are
+    not standardised), and an infinite variance would break the model.
+    """
+    if not tensor.is_floating_point() or dtype == tensor.dtype:
+        return tensor
+    if tensor.abs().max() > torch.finfo(dtype).max:
+        return tensor
+    return tensor.to(dtype)
+
+
 def checkpoint_payload(model: MaskClassifier, config: TrainConfig, data_summary: dict, history: list,
                        epoch: int, weights_dtype: torch.dtype = torch.float32) -> dict:
-    state = {k: (v.to(weights_dtype) if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: storable(v, weights_dtype) for k, v in model.state_dict().items()}
     return {
         "format": CHECKPOINT_FORMAT,
         "model": state,
