@@ -209,3 +209,36 @@ def test_stub_pages_are_not_replaced_on_disk(site):
         stub = REPO / "docs" / template.name.removesuffix(".j2")
         assert f"rendered_from: {template.name}" in stub.read_text()
         assert "docs_hooks/render.py" in stub.read_text()
+
+
+def test_recipe_sweep_and_fine_tuning_ablation_render_from_their_json(results):
+    context = load_context(results)
+    assert context["sweep"] is None and context["ablations"] == {}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "How `default` was chosen" not in method
+    context["sweep"] = {"preset": "default", "rule": "highest mean of the final val_accuracy", "chosen": "epochs=8",
+                        "variants": [{"variant": v, "device": "GPU X", "seconds": s, "val_accuracy": a,
+                                      "val_loss": [0.1, l]}
+                                     for v, s, a, l in (("epochs=3", 48.8, [0.9, 0.995], 0.0835),
+                                                        ("epochs=8", 117.6, [0.99, 1.0], 0.0723))]}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "| **epochs=8** (chosen) | 99.00% · 100.00% | 0.0723 | 118 s |" in method
+    assert "| epochs=3 | 90.00% · 99.50% | 0.0835 | 49 s |" in method
+
+    default = context["results"]["default"]
+    real = json.loads(json.dumps(default))
+    real["holdout"]["checkpoint"]["init_from"] = {"file": "models/default.pt", "sha256": "ab" * 32}
+    real["holdout"]["checkpoint"]["config"]["init_from"] = "runs/real-base/model.pt"
+    context["results"]["real"] = real
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "| starts from | - | an earlier `default` (sha256 abababababab) |" in method
+    ablation = {"holdout": json.loads(json.dumps(default["holdout"])),
+                "end-to-end": json.loads(json.dumps(default["end-to-end"]))}
+    ablation["holdout"]["accuracy"] = 0.123456
+    context["ablations"] = {"real-from-default": ablation}
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert "### Which model to fine-tune" in page
+    assert "| `default` | 12.35% |" in page
+    context["shipped"] = "real"
+    assert "| `real-base` (shipped) |" in render_template(TEMPLATES / "results.md.j2", context)
+    assert f"| `real-base` | {100 * default['holdout']['accuracy']:.2f}% |" in page

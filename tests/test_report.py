@@ -25,4 +25,4 @@ def test_results_page_renders_numbers_from_the_metrics_json(tmp_path):
     assert f"| {100 * metrics['accuracy']:.2f}% |" in row
     assert f"{100 * metrics['per_class']['incorrect']['recall']:.2f}%" in row
     history = json.loads((results / "history.json").read_text())["history"]
-    assert f"| `default` | 9 | {len(history)} |" in text
+    assert f"| `default` | {history[0]['device']} | 9 | {len(history)} |" in text

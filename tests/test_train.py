@@ -101,11 +101,35 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     faces = checkpoint["data"]["faces"]
     assert (faces["real_faces"], faces["weakly_labelled"], faces["synthesis_sources"]) == (4, 2, 2)
     assert checkpoint["data"]["init_from"]["file"] == str(first)
+    evaluated = evaluate(EvalConfig(checkpoint=str(tmp_path / "tuned" / "model.pt"), data_root=str(data),
+                                    split="holdout", out_dir=str(tmp_path / "eval"), figures=False))
+    assert evaluated["checkpoint"]["init_from"] == checkpoint["data"]["init_from"]
     assert record["skipped_unreadable"] == 0
     # 6 generated tree images + 4 real crops + 6 synthetic masked faces, in batches of 12.
     assert round(record["train_accuracy"] * 16, 6) == round(record["train_accuracy"] * 16)
     with pytest.raises(ValueError, match="preprocessing"):
         train(dataclasses.replace(config, image_size=96, out_dir=str(tmp_path / "other")))
+
+    # 30% held out: by its name's hash, face0 (unmasked) alone; scored each epoch, as a real face and masked.
+    held = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True,
+                                                     real_validation_percent=30)))
+    faces = held["data"]["faces"]
+    assert (faces["real_faces"], faces["synthesis_sources"], faces["held_out_real_faces"],
+            faces["held_out_synthesis_sources"]) == (3, 1, 1, 1)
+    (record,) = held["history"]
+    assert record["real_val_accuracy"] in (0.0, 1.0) and record["real_val_synthetic_accuracy"] in (0.0, 1.0)
+    assert 0.0 <= record["val_accuracy"] <= 1.0
+
+
+def test_held_out_real_faces_are_a_fixed_share_of_real_photos_only():
+    from training.train import is_held_out
+
+    names = [f"real-with-mask/photo{i}.png" for i in range(2000)]
+    held = [name for name in names if is_held_out({"file": name, "source": "real-with-mask"}, 10)]
+    assert 150 < len(held) < 250
+    assert held == [name for name in names if is_held_out({"file": name, "source": "real-with-mask"}, 10)]
+    assert not any(is_held_out({"file": name, "source": "mfn-uncovered"}, 100) for name in names)
+    assert not any(is_held_out({"file": name, "source": "real-with-mask"}, 0) for name in names)
 
 
 def test_fp16_checkpoints_keep_values_that_overflow_fp16_in_fp32():

@@ -136,7 +136,8 @@ def evaluate(config: EvalConfig) -> dict:
     header = {"checkpoint": {"file": Path(config.checkpoint).name, "sha256": sha256_of(config.checkpoint),
                              "config": checkpoint["config"], "epochs": len(checkpoint["history"]),
                              "train_images": checkpoint["data"]["train"]["images"],
-                             "git_commit": checkpoint["git_commit"]},
+                             "git_commit": checkpoint["git_commit"],
+                             "init_from": checkpoint["data"].get("init_from")},
               "classes": list(CLASSES), "reasons": list(REASONS)}
     if config.mask_folder:
         index = index_mask_folder(config.mask_folder)

@@ -27,7 +27,8 @@ def load_results(results_dir: str | Path) -> dict:
     """{preset: {metrics stem: metrics dict, ..., "history": [...], "gallery": {...}}} for every
     results/<preset>/ folder (history and gallery only where their JSON exists)."""
     results = {}
-    for preset_dir in sorted(p for p in Path(results_dir).iterdir() if p.is_dir()):
+    # A preset's folder holds metrics; results/figures and results/ablations do not.
+    for preset_dir in sorted(p for p in Path(results_dir).iterdir() if any(p.glob("metrics-*.json"))):
         entry = {path.stem.removeprefix("metrics-"): json.loads(path.read_text())
                  for path in sorted(preset_dir.glob("metrics-*.json"))}
         history_path = preset_dir / "history.json"
@@ -49,7 +50,9 @@ def load_context(results_dir: str | Path) -> dict:
     """What templates see: ``results`` (see ``load_results``); ``shipped``, the preset whose model the
     site ships (results/shipped.json, written by the release; ``default`` without it); and the
     top-level artifacts ``framing`` (results/framing.json), ``compression`` (results/compression.json),
-    ``benchmark`` (results/benchmark.json) and ``detection`` (results/detection.json), None if absent;
+    ``benchmark`` (results/benchmark.json), ``detection`` (results/detection.json) and ``sweep``
+    (results/sweep.json, the recipe sweep of ``training.sweep``), None if absent; ``ablations``, each
+    results/ablations/NAME.json by NAME (models trained to compare recipes, not shipped);
     ``figures``, the names of the PNGs in results/figures."""
     results_dir = Path(results_dir)
     shipped = load_optional_json(results_dir / "shipped.json") or {"preset": "default"}
@@ -58,6 +61,8 @@ def load_context(results_dir: str | Path) -> dict:
             "compression": load_optional_json(results_dir / "compression.json"),
             "benchmark": load_optional_json(results_dir / "benchmark.json"),
             "detection": load_optional_json(results_dir / "detection.json"),
+            "sweep": load_optional_json(results_dir / "sweep.json"),
+            "ablations": {p.stem: json.loads(p.read_text()) for p in sorted((results_dir / "ablations").glob("*.json"))},
             "figures": sorted(p.name for p in (results_dir / "figures").glob("*.png"))}
 
 
