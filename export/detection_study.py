@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import IMAGE_SUFFIXES
 from training.preprocess import load_rgb
 
 from .mtcnn import DetectionRule, FaceDetector, find_faces
 from .predict import session_options
+from .real_eval import list_images
 
 RULES = {
     "facenet_default": DetectionRule(),
@@ -45,10 +45,6 @@ SETS = {
 }
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def count_faces(detector: FaceDetector, rule: DetectionRule, photos: list[np.ndarray]) -> dict:
     counts = [len(find_faces(detector, rgb, rule.padding, rule.fallback_threshold)) for rgb in photos]
     found = sum(c > 0 for c in counts)
@@ -58,7 +54,7 @@ def count_faces(detector: FaceDetector, rule: DetectionRule, photos: list[np.nda
 
 def study(data: Path, models: Path, rules: dict[str, DetectionRule], threads: int = 0) -> dict:
     options = session_options(threads)
-    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder)] for name, folder in SETS.items()}
+    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder, recursive=True)] for name, folder in SETS.items()}
     results = {}
     for rule_name, rule in rules.items():
         detector = FaceDetector(models, rule.min_face_size, rule.thresholds, rule.factor, options)

@@ -44,8 +44,11 @@ class RealEvalConfig:
     threads: int = 0
 
 
-def list_images(folder: Path, limit: int = 0) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: Path, limit: int = 0, recursive: bool = False) -> list[Path]:
+    """The folder's images in name order (``recursive``: and its subfolders'); ``limit`` picks that many,
+    evenly spaced."""
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir())
+                   if p.suffix.lower() in IMAGE_SUFFIXES)
     if limit and len(files) > limit:
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     return files
