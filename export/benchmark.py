@@ -8,7 +8,6 @@ manifest and the machine it ran on. A benchmark, not a test: nothing here assert
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from training.cli import parse_config
-from training.data import IMAGE_SUFFIXES, write_json
+from training.data import IMAGE_SUFFIXES, cpu_name, write_json
 
 from .predict import Predictor, open_photo
 
@@ -41,16 +40,6 @@ def _timed(function, repeats: int) -> dict:
         function()
         seconds.append(time.perf_counter() - started)
     return {"median_ms": 1000 * statistics.median(seconds), "min_ms": 1000 * min(seconds), "runs": repeats}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def benchmark(config: BenchmarkConfig) -> dict:

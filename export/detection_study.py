@@ -54,7 +54,8 @@ def count_faces(detector: FaceDetector, rule: DetectionRule, photos: list[np.nda
 
 def study(data: Path, models: Path, rules: dict[str, DetectionRule], threads: int = 0) -> dict:
     options = session_options(threads)
-    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder, recursive=True)] for name, folder in SETS.items()}
+    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder, recursive=True)]
+              for name, folder in SETS.items()}
     results = {}
     for rule_name, rule in rules.items():
         detector = FaceDetector(models, rule.min_face_size, rule.thresholds, rule.factor, options)

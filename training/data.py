@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +165,14 @@ def write_json(path: str | Path, payload: dict) -> None:
     """Stable JSON (sorted keys, fixed indent) so identical results give identical bytes."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def cpu_name() -> str:
+    """The CPU's model name, for records of where something ran."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

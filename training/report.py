@@ -62,7 +62,8 @@ def load_context(results_dir: str | Path) -> dict:
             "benchmark": load_optional_json(results_dir / "benchmark.json"),
             "detection": load_optional_json(results_dir / "detection.json"),
             "sweep": load_optional_json(results_dir / "sweep.json"),
-            "ablations": {p.stem: json.loads(p.read_text()) for p in sorted((results_dir / "ablations").glob("*.json"))},
+            "ablations": {path.stem: json.loads(path.read_text())
+                          for path in sorted((results_dir / "ablations").glob("*.json"))},
             "figures": sorted(p.name for p in (results_dir / "figures").glob("*.png"))}
 
 

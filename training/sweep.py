@@ -5,8 +5,8 @@ takes them side by side), into ``runs_dir/<variant>``, then writes ``out``: per 
 overrides, its validation metrics after every epoch, seconds and where it ran, and the variant
 chosen: the highest mean of the final values of the ``score`` metrics, then the lowest final
 validation loss. Only validation data decides (MaskedFace-Net's validation split, and with
-``real_validation_percent`` the held-out real faces); the holdout is evaluated once, on the chosen model. ``--launch false``
-summarises runs that already finished (on another machine, say).
+``real_validation_percent`` the held-out real faces); the holdout is evaluated once, on the chosen
+model. ``--launch false`` summarises runs that already finished (on another machine, say).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -30,7 +29,8 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from .cli import parse_config
-from .data import CLASSES, NO_REASON, REASONS, Sample, SplitIndex, index_split, sha256_of, write_json
+from .data import (CLASSES, NO_REASON, REASONS, Sample, SplitIndex, cpu_name, index_split, sha256_of,
+                   write_json)
 from .faces import MASKED
 from .model import (FACENET_NORMALIZATION, IDENTITY_NORMALIZATION, MaskClassifier, Preprocessing,
                     build_model)
@@ -603,12 +603,7 @@ def device_name(device: torch.device) -> str:
     """What trained: the GPU's name, or the CPU's model and the threads torch used."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return f"{cpu} ({torch.get_num_threads()} threads)"
+    return f"{cpu_name()} ({torch.get_num_threads()} threads)"
 
 
 def _seed_worker(worker_id: int) -> None:
