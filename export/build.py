@@ -31,6 +31,7 @@ from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs,
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
+from .tracking import LiveRule
 
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
@@ -50,7 +51,26 @@ class ExportConfig:
     compression_report: str = "results/compression.json"
     max_side: int = field(default=1280, metadata={"help": "photos are scaled down to this longer side first"})
     max_pixels: int = field(default=100_000_000, metadata={"help": "larger photos are refused"})
+    keep: str = field(default="", metadata={
+        "help": "an earlier export's classifier.onnx of the same checkpoint, kept byte for byte when its outputs "
+                "equal this export's (within 1e-4 on the split's first 64 images): exports of one checkpoint "
+                "differ in the last float bits from CPU to CPU, and a re-export should not churn a 90 MB file"})
     threads: int = 0
+
+
+KEEP_TOLERANCE = 1e-4
+KEEP_IMAGES = 64
+
+
+def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -> bool:
+    """Whether two classifier graphs give the same outputs, within KEEP_TOLERANCE, on the split's first images."""
+    samples = index_split(config.data_root, config.split).samples[:KEEP_IMAGES]
+    inputs = np.stack([to_input_array(load_rgb(s.path), preprocessing.size, preprocessing.mean, preprocessing.std,
+                                      preprocessing.interpolation) for s in samples])
+    ours, theirs = run_split(fresh, inputs, config.threads), run_split(kept, inputs, config.threads)
+    return ours.keys() == theirs.keys() and all(
+        ours[name].shape == theirs[name].shape and float(np.abs(ours[name] - theirs[name]).max()) <= KEEP_TOLERANCE
+        for name in ours)
 
 
 def jet_colormap() -> list[str]:
@@ -138,7 +158,15 @@ def build(config: ExportConfig) -> dict:
         else:
             chosen = config.weights
         description = export_classifier(model, work / CLASSIFIER_FILE, TARGET_LAYERS, batch_size=None, weights=chosen)
-        shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
+        kept = Path(config.keep) if config.keep else None
+        if kept is not None and not kept.is_file():
+            raise SystemExit(f"--keep {kept}: no such file")
+        if kept is not None and same_outputs(kept, work / CLASSIFIER_FILE, config, model.preprocessing):
+            print(f"kept {kept}: same outputs as this export")
+            if kept.resolve() != (out_dir / CLASSIFIER_FILE).resolve():
+                shutil.copy(kept, out_dir / CLASSIFIER_FILE)
+        else:
+            shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
@@ -159,6 +187,7 @@ def build(config: ExportConfig) -> dict:
                           "padding": SHIPPED_RULE.padding, "fallback_threshold": SHIPPED_RULE.fallback_threshold},
         "face_crop": {"framing": framing["all"]["framing"], "measured_on": framing["settings"],
                       "padding": "edge pixels repeated", "resize": "bilinear"},
+        "live": dataclasses.asdict(LiveRule()),
         "input_limits": {"max_side": config.max_side, "max_pixels": config.max_pixels},
         "drawing": {"colormap": jet_colormap(), "image_weight": 0.5},
         "metrics": {"holdout": {"images": metrics["images"], "accuracy": metrics["accuracy"],

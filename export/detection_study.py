@@ -4,7 +4,7 @@
 
 Masked faces are hard for MTCNN (trained before masks were common), and many photos are already
 tight face crops, which its pyramid cannot find. Each rule (``RULES``) sets the cascade thresholds,
-the padding added around the photo and the whole-photo fallback (``export.mtcnn.find_faces``); each
+the smallest face looked for, the padding added around the photo and the whole-photo fallback (``export.mtcnn.find_faces``); each
 is run on every photo of the real test sets and of the no-face pictures (cloth textures), and
 the JSON gives, per rule and set: ``photos``, ``found`` (photos with at least one face),
 ``found_rate``, ``several`` (photos with more than one face) and ``faces`` (faces in all). The rule
@@ -32,6 +32,8 @@ RULES = {
     "padded_low_thresholds": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3),
     "padded_low_thresholds_fallback_0.5": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.5),
     "padded_low_thresholds_fallback_0.2": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2),
+    "padded_low_thresholds_fallback_0.2_min_face_12": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3,
+                                                                    fallback_threshold=0.2, min_face_size=12.0),
 }
 
 SETS = {
@@ -72,10 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results/detection.json")
     parser.add_argument("--rules", default=",".join(RULES), help="comma-separated names of RULES")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the other rules' results already in --out (same sets), run only --rules")
     args = parser.parse_args(argv)
     rules = {name: RULES[name] for name in args.rules.split(",")}
     payload = study(Path(args.data), Path(args.models), rules, args.threads)
     out = Path(args.out)
+    if args.keep and out.exists():
+        previous = json.loads(out.read_text())
+        if previous["sets"] != payload["sets"]:
+            raise SystemExit(f"{out} measured other sets; run every rule instead of --keep")
+        merged = {**previous["rules"], **payload["rules"]}
+        payload["rules"] = {name: merged[name] for name in RULES if name in merged}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 

@@ -59,30 +59,36 @@ class Face:
 
 # --- image operations ---------------------------------------------------------------------------
 
-def _area_resize_axis(image: np.ndarray, out_len: int, axis: int) -> np.ndarray:
-    in_len = image.shape[axis]
+def _prefix_sums(image: np.ndarray, axis: int) -> np.ndarray:
+    """prefix[k] = sum of the first k entries along ``axis`` (float64, accumulated in order)."""
+    padding = [(0, 0)] * image.ndim
+    padding[axis] = (1, 0)
+    return np.pad(np.cumsum(image, axis=axis, dtype=np.float64), padding)
+
+
+def _window_means(prefix: np.ndarray, in_len: int, out_len: int, axis: int) -> np.ndarray:
     i = np.arange(out_len)
     # torch's adaptive average pooling windows: [floor(i * in / out), ceil((i + 1) * in / out)).
     starts = (i * in_len) // out_len
     ends = -((-(i + 1) * in_len) // out_len)
-    # prefix[k] = sum of the first k entries, so a window's sum is prefix[end] - prefix[start].
-    padding = [(0, 0)] * image.ndim
-    padding[axis] = (1, 0)
-    prefix = np.pad(np.cumsum(image, axis=axis, dtype=np.float64), padding)
     sums = np.take(prefix, ends, axis=axis) - np.take(prefix, starts, axis=axis)
-    shape = [1] * image.ndim
+    shape = [1] * prefix.ndim
     shape[axis] = out_len
     return sums / (ends - starts).reshape(shape)
 
 
-def area_resize(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+def area_resize(image: np.ndarray, out_h: int, out_w: int, row_prefix: np.ndarray | None = None) -> np.ndarray:
     """Resizes a [C, H, W] array like torch ``interpolate(mode="area")`` (adaptive average pooling).
 
     Each output pixel is the plain mean of the input rectangle its window covers (windows overlap
-    when the size ratio is not an integer), so the mean is separable: rows, then columns.
+    when the size ratio is not an integer), so the mean is separable: rows, then columns, each from
+    prefix sums. ``row_prefix`` (``_prefix_sums(image, axis=1)``) lets the pyramid, which resizes one
+    image to many sizes, compute the costly full-size sums once; the result is the same to the bit.
     """
-    rows = _area_resize_axis(image, out_h, axis=1)
-    return _area_resize_axis(rows, out_w, axis=2).astype(np.float32)
+    if row_prefix is None:
+        row_prefix = _prefix_sums(image, axis=1)
+    rows = _window_means(row_prefix, image.shape[1], out_h, axis=1)
+    return _window_means(_prefix_sums(rows, axis=2), image.shape[2], out_w, axis=2).astype(np.float32)
 
 
 def normalize(image: np.ndarray) -> np.ndarray:
@@ -248,8 +254,9 @@ class FaceDetector:
         """Stage 1, P-Net over the pyramid: [3, H, W] image -> square candidate boxes [N, 4]."""
         _, height, width = image.shape
         level_boxes, level_scores, level_offsets = [], [], []
+        row_prefix = _prefix_sums(image, axis=1)
         for scale in pyramid_scales(height, width, self.min_face_size, self.factor):
-            level = normalize(area_resize(image, *pyramid_level_size(height, width, scale)))
+            level = normalize(area_resize(image, *pyramid_level_size(height, width, scale), row_prefix))
             out = self.run("pnet", level[None])
             boxes, scores, offsets = pnet_candidates(out["box_offsets"][0], out["probabilities"][0],
                                                      scale, self.thresholds[0])
@@ -321,6 +328,7 @@ class DetectionRule:
 
 
 # The rule the export ships (evidence: results/detection.json, made by export/detection_study.py).
+# Looking for faces down to 12 px instead of 20 found 2 more of 628 masked photos but more false faces.
 SHIPPED_RULE = DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2)
 
 

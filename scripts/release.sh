@@ -37,8 +37,10 @@ take() {  # run folder, name: copies the run's model and logs, evaluates it
 
 shipped=default
 [ -f models/real.pt ] && shipped=real
+keep=()  # the committed classifier.onnx stays byte for byte if this export reproduces it
+[ -f models/onnx/classifier.onnx ] && keep=(--keep models/onnx/classifier.onnx)
 "$bin/masklens-export" --checkpoint "models/$shipped.pt" --out-dir models/onnx \
-  --metrics "results/$shipped/metrics-holdout.json"
+  --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
 [ "$shipped" = default ] || "$bin/masklens-eval-real" --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
 "$bin/python" -m training.synth --faces build/faces/index.json --out results/figures/synthetic-masks.png

@@ -123,8 +123,8 @@ def test_results_page_shows_the_numbers_of_the_metrics_json(site, results):
         == next(r for r in rows if r[1:2] == ["with_mask"])[:4]
     detection = json.loads((results / "detection.json").read_text())
     rule = next(r for r in rows if r[0] == "padded")
-    assert rule[1:4] == ["0.6 / 0.7 / 0.7", "30%", "no"]
-    assert rule[4].startswith(f"{100 * detection['rules']['padded']['sets']['real-photos/with_mask']['found_rate']:.1f}%")
+    assert rule[1:5] == ["20 px", "0.6 / 0.7 / 0.7", "30%", "no"]
+    assert rule[5].startswith(f"{100 * detection['rules']['padded']['sets']['real-photos/with_mask']['found_rate']:.1f}%")
     # Optional artifacts that are absent leave no trace: no paper preset was evaluated here.
     assert not any(r[0] == "paper" for r in rows)
 
@@ -242,3 +242,23 @@ def test_recipe_sweep_and_fine_tuning_ablation_render_from_their_json(results):
     context["shipped"] = "real"
     assert "| `real-base` (shipped) |" in render_template(TEMPLATES / "results.md.j2", context)
     assert f"| `real-base` | {100 * default['holdout']['accuracy']:.2f}% |" in page
+
+
+def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
+    context = load_context(results)
+    assert context["live_benchmark"] is None
+    assert "Real time" not in render_template(TEMPLATES / "results.md.j2", context)
+    assert "What it looks like" not in render_template(TEMPLATES / "try.md.j2", context)
+    scene = {"faces": 1, "browser_over_native": 1.67,
+             "browser": {"threads": 2, "isolated": True, "overlay_fps": 5.46, "classifications_per_face": 1.7,
+                         "min_face_size": 80, "frame_ms": 358.9, "detect_ms": 90.1, "faces_tracked": 1,
+                         "classify_ms_per_face": 268.8},
+             "native": {"frame_ms": 215.1, "detect_ms": 70.0, "faces_found": 1, "classify_ms_per_face": 145.1}}
+    context["live_benchmark"] = {"scenes": {"1": scene}, "chromium": "150.0", "classify_interval_ms": 200,
+                                 "classify_share": 0.5, "machine": {"cpu": "CPU X", "cores": 2},
+                                 "live": {"iou_threshold": 0.3, "window": 5, "min_face_size": 40.0}}
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert "| 1 | 5.5 | 1.7 | 80 px | 358.9 ms (90.1 + 1 × 268.8) | 215.1 ms (70.0 + 1 × 145.1) | 1.67× |" in page
+    assert "at most every 200 ms" in page and "at most 50% of the time" in page
+    context["figures"] = [*context["figures"], "app-desktop.png", "app-phone.png"]
+    assert "../results/figures/app-phone.png" in render_template(TEMPLATES / "try.md.j2", context)

@@ -27,6 +27,8 @@ from export.classifier import gradcam_from_outputs, upsample_cam
 from export.framing import Framing, crop_box_for_face, crop_face
 from export.mtcnn import SHIPPED_RULE, DetectionRule
 from export.predict import Predictor, normalize_crops, open_photo, overlay_heatmap, softmax
+from export.tracking import LiveRule, Tracker
+from export.y4m import compose
 
 from .conftest import REPO, assert_same_faces, iou, shared_data_or_skip
 
@@ -173,6 +175,63 @@ def test_gradcam_softmax_normalisation_and_overlay_match_python(tmp_path):
     np.testing.assert_array_equal(decode_floats(inputs), normalize_crops(crops, preprocessing).ravel())
     reference = overlay_heatmap(crops[0], cam, table, 0.5)
     assert np.abs(decode_image(overlay).astype(int) - reference).max() <= 1
+
+
+def test_tracking_matches_python(tmp_path):
+    """The webcam mode's tracks and labels (site/js/tracking.js) equal the video predictor's
+    (export/tracking.py) over faces that drift, appear, vanish and come back, with noisy classes."""
+    rng = np.random.default_rng(3)
+    rule = LiveRule(window=4, max_missed=2)
+    classes, reasons = ["covered", "incorrect", "uncovered"], ["nose", "chin", "nose_and_mouth"]
+    starts = np.array([[10, 10, 60, 60], [100, 20, 160, 80], [200, 40, 240, 80]], float)
+    rounds = []
+    for step in range(40):
+        present = [i for i in range(3) if not (i == 1 and 12 <= step < 16) and not (i == 2 and step < 5)]
+        boxes = [(starts[i] + step * 1.5 + rng.normal(scale=2, size=4)).round(3).tolist() for i in present]
+        if step % 7 == 3:
+            boxes.append([300.0, 300.0, 320.0, 320.0])  # a one-off false face
+        order = rng.permutation(len(boxes))
+        boxes = [boxes[k] for k in order]
+        rounds.append({"boxes": boxes,
+                       "probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist(),
+                       "reason_probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist()})
+    [js] = run_driver({"op": "calls", "calls": [{"fn": "track", "args": {
+        "rule": asdict(rule), "classes": classes, "reasons": reasons, "rounds": rounds}}]}, tmp_path)
+    tracker = Tracker(rule, classes, reasons)
+    for round_, answer in zip(rounds, js):
+        tracks = tracker.update(round_["boxes"])
+        for track, p, rp in zip(tracks, round_["probabilities"], round_["reason_probabilities"]):
+            tracker.observe(track, p, rp)
+        assert answer["ids"] == [t.id for t in tracks]
+        assert answer["live"] == [t.id for t in tracker.tracks]
+        for label, track in zip(answer["labels"], tracks):
+            expected = tracker.label(track)
+            assert (label["class"], label["reason"]) == (expected["class"], expected["reason"])
+            assert np.allclose(list(label["probabilities"].values()), list(expected["probabilities"].values()),
+                               atol=1e-12)
+    assert tracker.next_id > 5  # the false faces and the returning face made new tracks
+
+
+def test_live_faces_match_the_video_predictor(model_dir, tmp_path):
+    """The webcam mode's detection on a scaled-down frame and its crops (pipeline.js) equal
+    export/video.py's LivePredictor on the same frames."""
+    from export.video import LivePredictor
+
+    faces = [np.asarray(Image.open(p).convert("RGB").resize((200, 200)))
+             for p in sorted(shared_data_or_skip("maskedface-net", "holdout", "uncovered").iterdir())[:2]]
+    frames = [compose((640, 480), [(faces[0], 40, 100), (faces[1], 360, 140)]),
+              compose((640, 480), [(faces[1], 220, 60)])]
+    results = run_driver({"op": "live", "models": str(model_dir), "frames": [encode_image(f) for f in frames]},
+                         tmp_path)
+    live = LivePredictor(model_dir, threads=1)
+    for frame, js_faces in zip(frames, results):
+        found = live.find_faces(frame)
+        assert len(js_faces) == len(found) >= 1
+        crops = np.stack([crop_face(frame, face.box, live.predictor.framing, 160) for face in found])
+        for face, js, (probabilities, _, _) in zip(found, js_faces, live.predictor.predict_crops(crops)):
+            assert iou(js["box"], face.box) >= 0.99
+            np.testing.assert_allclose(js["crop_box"], crop_box_for_face(face.box, live.predictor.framing), atol=0.05)
+            np.testing.assert_allclose(list(js["probabilities"].values()), probabilities, atol=1e-3)
 
 
 # --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------

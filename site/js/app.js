@@ -1,5 +1,6 @@
-// The page: wires the inputs (file picker, drag and drop, paste, phone camera) to session.js and
-// shows what comes back with drawing.js. Holds no model logic.
+// The page: wires the inputs (file picker, drag and drop, paste, phone camera) to session.js, the
+// webcam mode (camera.js, live.js) to the same worker, and shows what comes back with drawing.js.
+// Holds no model logic.
 //
 // For tests and debugging, after every finished check the page sets
 //   document.body.dataset.state: "loading" | "ready" | "working" | "result" | "noface" | "error"
@@ -8,13 +9,20 @@
 //     faces: [{box, score, class, probabilities, reason, reason_probabilities,
 //              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
 //   document.body.dataset.backend / .threads: what runs the models once they are loaded ("wasm", "2")
+//   document.body.dataset.camera: "on" while the webcam mode runs, "off" after it stopped
+//   window.__masklens_live: {steps, fps, classifications, minFaceSize, classifyIntervalMs, classifyShare,
+//     tracks: [{id, box, class,
+//     probabilities}], log: [{t, timing, minFaceSize, tracks: [{id, box, class}]}]} (t: ms since the camera
+//     started; timing: live.js's; the last LIVE_LOG_STEPS steps)
 //
 // Cross-origin isolation: hosts such as GitHub Pages cannot send the COOP/COEP headers that
 // SharedArrayBuffer (and so onnxruntime's threads) needs; ../coi-sw.js adds them. On the first visit
 // isolate() registers it and reloads the page once; without it (service workers blocked or
 // unsupported) the models run on one thread, with the same answers.
 
-import { drawImage, drawPhoto, heatmapOverlay } from './drawing.js';
+import { closeCamera, openCamera } from './camera.js';
+import { drawImage, drawLive, drawPhoto, heatmapOverlay } from './drawing.js';
+import { CLASSIFY_INTERVAL_MS, CLASSIFY_SHARE, LiveLoop } from './live.js';
 import { Session } from './session.js';
 
 const MODELS_URL = new URL('../models/', import.meta.url).href;
@@ -22,6 +30,7 @@ const WORKER_URL = new URL('./worker.js', import.meta.url);
 const SERVICE_WORKER_URL = new URL('../coi-sw.js', import.meta.url);
 const RELOADED_KEY = 'masklens-coi-reloaded';
 const SERVICE_WORKER_WAIT_MS = 3000;
+const LIVE_LOG_STEPS = 5000;
 
 const VERDICTS = {
   covered: 'Mask worn correctly: nose, mouth and chin are covered.',
@@ -44,6 +53,9 @@ const ui = {
   detail: $('detail'), verdict: $('verdict'), advice: $('advice'), heatmap: $('heatmap'), bars: $('bars'),
   explain: $('explain'), layer: $('layer'), opacity: $('opacity'), opacityValue: $('opacity-value'),
   modelInfo: $('model-info'), runtimeInfo: $('runtime-info'),
+  cameraStart: $('camera-start'), cameraStop: $('camera-stop'), cameraError: $('camera-error'),
+  liveView: $('live-view'), video: $('video'), overlay: $('overlay'), liveFps: $('live-fps'),
+  liveFaces: $('live-faces'), liveStatus: $('live-status'), liveHeatmap: $('live-heatmap'),
 };
 
 let session = null;
@@ -52,6 +64,7 @@ let current = null; // {photo, faces, wholeImage}
 let selected = -1;
 let lastBlob = null;
 let busy = false;
+let camera = null; // {stream, loop, started} while the webcam mode runs
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -235,6 +248,99 @@ function wireInputs() {
   ui.explain.addEventListener('change', renderHeatmap);
   ui.layer.addEventListener('change', renderHeatmap);
   ui.opacity.addEventListener('input', renderHeatmap);
+  ui.cameraStart.addEventListener('click', startCamera);
+  ui.cameraStop.addEventListener('click', stopCamera);
+  // A hidden tab gets no video frames: release the camera rather than hold it idle.
+  document.addEventListener('visibilitychange', () => { if (document.hidden) stopCamera(); });
+}
+
+/** The video's current frame, or null before the camera delivers one. */
+async function grabFrame() {
+  const { video } = ui;
+  if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return null;
+  return createImageBitmap(video);
+}
+
+function showLive(view, current) {
+  if (camera !== current) return; // a step that finished after the camera was stopped
+  drawLive(ui.overlay, view, manifest, { heatmapLayer: ui.liveHeatmap.checked ? manifest.classifier.target_layers[0] : null });
+  ui.liveFps.textContent = `${view.fps.toFixed(1)} fps · ${view.classifications.toFixed(1)} checks/s per face`;
+  const labelled = view.tracks.filter((track) => track.label);
+  const summary = labelled.map((track) => `Face ${track.id}: ${track.label.class}`).join('. ');
+  if (ui.liveStatus.textContent !== summary) ui.liveStatus.textContent = summary; // announced on change only
+  ui.liveFaces.replaceChildren(...labelled.map((track) => {
+    const item = document.createElement('li');
+    item.dataset.track = String(track.id);
+    item.dataset.class = track.label.class;
+    const name = document.createElement('span');
+    name.textContent = `Face ${track.id}: `;
+    const cls = document.createElement('strong');
+    cls.className = `cls-${track.label.class}`;
+    cls.textContent = `${track.label.class} ${percent(track.label.probabilities[track.label.class])}`;
+    item.append(name, cls);
+    return item;
+  }));
+  const state = window.__masklens_live;
+  const t = performance.now() - current.started;
+  const tracks = labelled.map((track) => ({ id: track.id, box: Array.from(track.box), class: track.label.class }));
+  state.steps += 1;
+  Object.assign(state, { fps: view.fps, classifications: view.classifications, minFaceSize: view.minFaceSize });
+  state.tracks = labelled.map((track, i) => ({ ...tracks[i], probabilities: track.label.probabilities }));
+  state.log.push({ t, timing: view.timing, minFaceSize: view.minFaceSize, tracks });
+  if (state.log.length > LIVE_LOG_STEPS) state.log.shift();
+}
+
+async function startCamera() {
+  if (!manifest || camera) return;
+  ui.cameraError.hidden = true;
+  ui.cameraStart.disabled = true;
+  let stream;
+  try {
+    stream = await openCamera(navigator.mediaDevices);
+    ui.video.srcObject = stream;
+    await ui.video.play();
+  } catch (error) {
+    closeCamera(stream);
+    ui.video.srcObject = null;
+    ui.cameraError.textContent = error.message;
+    ui.cameraError.hidden = false;
+    ui.cameraStart.disabled = false;
+    return;
+  }
+  const current = { stream, started: performance.now() };
+  current.loop = new LiveLoop({ session, manifest, grabFrame, onUpdate: (view) => showLive(view, current) });
+  camera = current;
+  window.__masklens_live = {
+    steps: 0, fps: 0, classifications: 0, minFaceSize: manifest.live.min_face_size, classifyIntervalMs: CLASSIFY_INTERVAL_MS, classifyShare: CLASSIFY_SHARE,
+    tracks: [], log: [],
+  };
+  ui.liveView.hidden = false;
+  ui.cameraStop.disabled = false;
+  document.body.dataset.camera = 'on';
+  // The track ends when the camera is unplugged or the permission is withdrawn.
+  for (const track of stream.getVideoTracks()) track.addEventListener('ended', () => stopCamera());
+  current.loop.run().catch((error) => {
+    if (camera !== current) return;
+    stopCamera();
+    ui.cameraError.textContent = error.message;
+    ui.cameraError.hidden = false;
+  });
+  ui.cameraStop.focus();
+}
+
+function stopCamera() {
+  if (!camera) return;
+  camera.loop.stop();
+  closeCamera(camera.stream);
+  camera = null;
+  ui.video.srcObject = null;
+  ui.liveView.hidden = true;
+  ui.liveFaces.replaceChildren();
+  ui.liveStatus.textContent = 'Camera stopped.';
+  ui.cameraStop.disabled = true;
+  ui.cameraStart.disabled = false;
+  document.body.dataset.camera = 'off';
+  ui.cameraStart.focus();
 }
 
 /**
@@ -301,6 +407,7 @@ async function start() {
     document.body.dataset.threads = String(threads);
     ui.progress.hidden = true;
     ui.file.disabled = false;
+    ui.cameraStart.disabled = false;
     ui.status.textContent = ready.fromCache ? 'Ready (models from this device’s cache). Choose a photo.'
       : 'Ready. Choose a photo.';
     setState('ready');

@@ -333,39 +333,55 @@ function areaWindows(inLen, outLen) {
 }
 
 /**
+ * export/mtcnn.py's _prefix_sums along rows of a [C, H, W] planar image: prefix[c][k][x] = sum of the
+ * first k rows of column x (float64, accumulated in order), stored [C, H + 1, W].
+ */
+export function rowPrefixSums(planar) {
+  const [channels, height, width] = planar.dims;
+  const src = planar.data;
+  const prefix = new Float64Array(channels * (height + 1) * width);
+  for (let c = 0; c < channels; c++) {
+    const plane = c * height * width;
+    const base = c * (height + 1) * width;
+    for (let y = 0; y < height; y++) {
+      const from = base + y * width;
+      const to = from + width;
+      const row = plane + y * width;
+      for (let x = 0; x < width; x++) prefix[to + x] = prefix[from + x] + src[row + x];
+    }
+  }
+  return prefix;
+}
+
+/**
  * area_resize: [C, H, W] -> [C, outH, outW] like torch interpolate(mode="area"): each output is
  * the mean of the input window it covers, along rows then columns. As in Python, the sums come
  * from float64 prefix sums accumulated in order, and only the final means are rounded to float32,
- * so the result matches numpy's bit for bit.
+ * so the result matches numpy's bit for bit. rowPrefix (rowPrefixSums(planar)) lets the pyramid,
+ * which resizes one image to many sizes, compute the full-size sums once.
  */
-export function areaResize(planar, outH, outW) {
+export function areaResize(planar, outH, outW, rowPrefix = rowPrefixSums(planar)) {
   const [channels, height, width] = planar.dims;
   const rows = areaWindows(height, outH);
   const cols = areaWindows(width, outW);
-  const src = planar.data;
   const out = new Float32Array(channels * outH * outW);
-  const columnPrefix = new Float64Array((height + 1) * width);
   const rowMeans = new Float64Array(outH * width);
-  const rowPrefix = new Float64Array(width + 1);
+  const rowPrefix1 = new Float64Array(width + 1);
   for (let c = 0; c < channels; c++) {
-    const plane = c * height * width;
-    for (let y = 0; y < height; y++) {
-      for (let x = 0; x < width; x++) {
-        columnPrefix[(y + 1) * width + x] = columnPrefix[y * width + x] + src[plane + y * width + x];
-      }
-    }
+    const base = c * (height + 1) * width;
     for (let i = 0; i < outH; i++) {
       const count = rows.ends[i] - rows.starts[i];
+      const top = base + rows.starts[i] * width;
+      const bottom = base + rows.ends[i] * width;
       for (let x = 0; x < width; x++) {
-        const sum = columnPrefix[rows.ends[i] * width + x] - columnPrefix[rows.starts[i] * width + x];
-        rowMeans[i * width + x] = sum / count;
+        rowMeans[i * width + x] = (rowPrefix[bottom + x] - rowPrefix[top + x]) / count;
       }
     }
     for (let i = 0; i < outH; i++) {
-      for (let x = 0; x < width; x++) rowPrefix[x + 1] = rowPrefix[x] + rowMeans[i * width + x];
+      for (let x = 0; x < width; x++) rowPrefix1[x + 1] = rowPrefix1[x] + rowMeans[i * width + x];
       for (let j = 0; j < outW; j++) {
         const count = cols.ends[j] - cols.starts[j];
-        out[(c * outH + i) * outW + j] = (rowPrefix[cols.ends[j]] - rowPrefix[cols.starts[j]]) / count;
+        out[(c * outH + i) * outW + j] = (rowPrefix1[cols.ends[j]] - rowPrefix1[cols.starts[j]]) / count;
       }
     }
   }

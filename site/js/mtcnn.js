@@ -20,7 +20,7 @@
 // (thresholds, suppression) fall the same way given the same net outputs. Comparisons with a
 // Python float threshold are float32 comparisons too: numpy casts the threshold to float32.
 
-import { areaResize, cropPlanar, toPlanar } from './imaging.js';
+import { areaResize, cropPlanar, rowPrefixSums, toPlanar } from './imaging.js';
 
 const f32 = Math.fround;
 
@@ -203,9 +203,10 @@ async function propose(planar, runNet, { min_face_size: minFaceSize, thresholds,
   const boxes = [];
   const scores = [];
   const offsets = [];
+  const rowPrefix = rowPrefixSums(planar);
   for (const scale of pyramidScales(height, width, minFaceSize, factor)) {
     const [levelH, levelW] = pyramidLevelSize(height, width, scale);
-    const level = normalizeForNet(areaResize(planar, levelH, levelW));
+    const level = normalizeForNet(areaResize(planar, levelH, levelW, rowPrefix));
     const out = await runNet('pnet', level.data, [1, 3, levelH, levelW]);
     const found = pnetCandidates(out.box_offsets, out.probabilities, scale, thresholds[0]);
     const keep = nms(found.boxes, found.scores, 0.5);
@@ -266,13 +267,25 @@ export function padPhoto(image, padding) {
   const outW = width + 2 * margin;
   const outH = height + 2 * margin;
   const out = new Uint8ClampedArray(outW * outH * channels);
-  for (let y = 0; y < outH; y++) {
-    const sy = Math.min(Math.max(y - margin, 0), height - 1);
-    for (let x = 0; x < outW; x++) {
-      const sx = Math.min(Math.max(x - margin, 0), width - 1);
-      const from = (sy * width + sx) * channels;
-      out.set(data.subarray(from, from + channels), (y * outW + x) * channels);
+  const rowBytes = outW * channels;
+  for (let y = 0; y < height; y++) {
+    const to = (y + margin) * rowBytes;
+    const from = y * width * channels;
+    out.set(data.subarray(from, from + width * channels), to + margin * channels);
+    for (let c = 0; c < channels; c++) {
+      const left = data[from + c];
+      const right = data[from + (width - 1) * channels + c];
+      for (let x = 0; x < margin; x++) {
+        out[to + x * channels + c] = left;
+        out[to + (margin + width + x) * channels + c] = right;
+      }
     }
+  }
+  const firstRow = out.subarray(margin * rowBytes, (margin + 1) * rowBytes);
+  const lastRow = out.subarray((margin + height - 1) * rowBytes, (margin + height) * rowBytes);
+  for (let y = 0; y < margin; y++) {
+    out.set(firstRow, y * rowBytes);
+    out.set(lastRow, (margin + height + y) * rowBytes);
   }
   return { image: { width: outW, height: outH, data: out }, margin };
 }

@@ -15,6 +15,10 @@
 //     reason_probabilities: {reason: p};
 //     heatmaps: {layer: {data: Float32Array, dims: [classes, h, w]}}, coarse maps in [0, 1];
 //     crop: the S x S RGB crop the classifier saw.
+// classifyFaces(image, faces, {manifest, runNet}) -> analysePhoto's faces for given detections
+//   ({box, score, landmarks}): the webcam mode classifies tracked faces with it.
+// findLiveFaces(frame, runNet, manifest, minFaceSize) -> [{box, score}] of a webcam frame (export/tracking.py's
+//   rule; minFaceSize in frame pixels, by default manifest.live.min_face_size).
 // overlays(face, manifest) -> {layer: RGB image}: the predicted class's heatmap on the crop.
 
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from './gradcam.js';
@@ -63,22 +67,8 @@ async function predictCrops(crops, manifest, runNet) {
   }));
 }
 
-export async function analysePhoto(image, { manifest, runNet, wholeImage = false }) {
-  const rgb = toRGB(image);
-  const size = manifest.classifier.preprocessing.size;
-  let faces;
-  if (wholeImage) {
-    const full = [0, 0, rgb.width, rgb.height];
-    faces = [{ box: full, score: 1, landmarks: [], crop_box: full, crop: resizeBilinear(rgb, size, size) }];
-  } else {
-    const { framing } = manifest.face_crop;
-    const detected = await findFaces(rgb, runNet, manifest.face_detector);
-    faces = detected.map((face) => ({
-      ...face,
-      crop_box: cropBoxForFace(face.box, framing),
-      crop: cropFace(rgb, face.box, framing, size),
-    }));
-  }
+/** Faces with their crops -> the faces described, each with class, probabilities, reason and heatmaps. */
+async function classifyCropped(faces, manifest, runNet) {
   if (faces.length === 0) return [];
   const predictions = await predictCrops(faces.map((face) => face.crop), manifest, runNet);
   const { classes, reasons } = manifest;
@@ -98,6 +88,47 @@ export async function analysePhoto(image, { manifest, runNet, wholeImage = false
       crop: face.crop,
     };
   });
+}
+
+/** Detected faces ({box, ...}) -> the same faces cropped as trained and classified (analysePhoto's faces). */
+export async function classifyFaces(image, faces, { manifest, runNet }) {
+  const rgb = toRGB(image);
+  const { framing } = manifest.face_crop;
+  const size = manifest.classifier.preprocessing.size;
+  const cropped = faces.map((face) => ({
+    ...face,
+    crop_box: cropBoxForFace(face.box, framing),
+    crop: cropFace(rgb, face.box, framing, size),
+  }));
+  return classifyCropped(cropped, manifest, runNet);
+}
+
+/**
+ * The faces of a webcam frame (export/tracking.py's rule): found on the frame scaled down to
+ * manifest.live.detect_max_side, looking for faces of minFaceSize frame pixels, boxes in frame pixels.
+ */
+export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manifest.live.min_face_size) {
+  const rgb = toRGB(frame);
+  const small = thumbnail(rgb, manifest.live.detect_max_side);
+  const scaleX = rgb.width / small.width;
+  const scaleY = rgb.height / small.height;
+  const settings = { ...manifest.face_detector, min_face_size: (minFaceSize * small.width) / rgb.width };
+  // float32 boxes, as export/video.py keeps them, so that both crop the same pixels.
+  return (await findFaces(small, runNet, settings)).map(({ box, score }) => ({
+    box: [box[0] * scaleX, box[1] * scaleY, box[2] * scaleX, box[3] * scaleY].map(Math.fround),
+    score,
+  }));
+}
+
+export async function analysePhoto(image, { manifest, runNet, wholeImage = false }) {
+  const rgb = toRGB(image);
+  if (wholeImage) {
+    const size = manifest.classifier.preprocessing.size;
+    const full = [0, 0, rgb.width, rgb.height];
+    const face = { box: full, score: 1, landmarks: [], crop_box: full, crop: resizeBilinear(rgb, size, size) };
+    return classifyCropped([face], manifest, runNet);
+  }
+  return classifyFaces(rgb, await findFaces(rgb, runNet, manifest.face_detector), { manifest, runNet });
 }
 
 export function overlays(face, manifest) {

@@ -6,6 +6,9 @@
 //   onProgress({loaded, total, file})
 // await session.analyse(blob, {wholeImage}) -> {photo, faces, wholeImage}; rejects with an Error whose
 //   message is plain words (not an image, too large, ...)
+// await session.liveFrame(frame, {detect, minFaceSize}) -> {width, height, faces}: frame an ImageBitmap (transferred);
+//   faces [{box, score}] when detect, else null
+// await session.liveClassify(boxes) -> [face]: the faces at these boxes of the last live frame, classified
 
 export class Session {
   constructor(workerUrl) {
@@ -27,12 +30,12 @@ export class Session {
       this.loading?.resolve({ manifest: message.manifest, fromCache: message.fromCache, runtime: message.runtime });
     } else if (message.type === 'error' && message.stage === 'load') {
       this.loading?.reject(new Error(message.message));
-    } else if (message.type === 'result' || message.type === 'error') {
+    } else if (message.id !== undefined) {
       const request = this.pending.get(message.id);
       if (!request) return;
       this.pending.delete(message.id);
-      if (message.type === 'result') request.resolve(message);
-      else request.reject(new Error(message.message));
+      if (message.type === 'error') request.reject(new Error(message.message));
+      else request.resolve(message);
     }
   }
 
@@ -49,11 +52,24 @@ export class Session {
     });
   }
 
-  analyse(blob, { wholeImage = false } = {}) {
+  request(message, transfer = []) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'analyse', id, blob, wholeImage });
+      this.worker.postMessage({ ...message, id }, transfer);
     });
+  }
+
+  analyse(blob, { wholeImage = false } = {}) {
+    return this.request({ type: 'analyse', blob, wholeImage });
+  }
+
+  async liveFrame(frame, { detect, minFaceSize }) {
+    const { width, height, faces } = await this.request({ type: 'live-frame', frame, detect, minFaceSize }, [frame]);
+    return { width, height, faces };
+  }
+
+  async liveClassify(boxes) {
+    return (await this.request({ type: 'live-classify', boxes })).faces;
   }
 }

@@ -5,6 +5,10 @@
 // Messages in (from session.js):
 //   {type: "load", modelsUrl}                 absolute URL of the folder holding manifest.json
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
+//   {type: "live-frame", id, frame, detect, minFaceSize}   frame: an ImageBitmap of a webcam frame
+//       (transferred), kept for the next live-classify; detect: find its faces (pipeline.js's
+//       findLiveFaces, smallest face minFaceSize frame pixels, default the manifest's live.min_face_size)
+//   {type: "live-classify", id, boxes}        classify the faces at these boxes of the last live frame
 // Messages out:
 //   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
 //   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
@@ -12,14 +16,16 @@
 //   {type: "result", id, photo, faces, wholeImage}
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
-//   {type: "error", id, stage, message}       stage: "load" or "analyse"; message: plain words
+//   {type: "live-faces", id, width, height, faces}   faces: [{box, score}] (detect), else null
+//   {type: "live-classes", id, faces}         classifyFaces' faces (pipeline.js), without their crops
+//   {type: "error", id, stage, message}       stage: "load", "analyse" or "live"; message: plain words
 //
 // Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
 // from the cache; a cached copy is checked against the sha256 again before use.
 
 import * as ort from '../ort/ort.wasm.min.mjs';
-import { analysePhoto, preparePhoto } from './pipeline.js';
 import { createOrtRunner } from './mtcnn.js';
+import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
 const NETS = { pnet: 'pnet', rnet: 'rnet', onet: 'onet', classifier: 'classifier' };
@@ -32,6 +38,7 @@ ort.env.wasm.proxy = false;
 ort.env.logLevel = 'error';
 
 let state = null; // {manifest, runNet}
+let liveFrame = null; // the last webcam frame, RGBA {width, height, data}
 
 class PlainError extends Error {}
 
@@ -170,9 +177,35 @@ async function analyse({ blob, wholeImage }) {
   return { photo, faces };
 }
 
+/** A webcam frame's pixels; video frames come already upright and camera-sized, so no scaling. */
+function pixelsOf(bitmap) {
+  try {
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const context = canvas.getContext('2d', { willReadFrequently: true });
+    context.drawImage(bitmap, 0, 0);
+    return { width: bitmap.width, height: bitmap.height, data: context.getImageData(0, 0, bitmap.width, bitmap.height).data };
+  } finally {
+    bitmap.close();
+  }
+}
+
+async function liveStep(message) {
+  if (!state) throw new PlainError('The models are not loaded yet.');
+  const { manifest, runNet } = state;
+  if (message.type === 'live-frame') {
+    liveFrame = pixelsOf(message.frame);
+    const faces = message.detect ? await findLiveFaces(liveFrame, runNet, manifest, message.minFaceSize) : null;
+    return { type: 'live-faces', id: message.id, width: liveFrame.width, height: liveFrame.height, faces };
+  }
+  if (!liveFrame) throw new PlainError('No camera frame yet.');
+  const faces = await classifyFaces(liveFrame, message.boxes.map((box) => ({ box, score: null, landmarks: [] })),
+    { manifest, runNet });
+  return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face) };
+}
+
 const plain = (error, fallback) => (error instanceof PlainError ? error.message : `${fallback} (${error?.message ?? error})`);
 
-self.onmessage = async ({ data: message }) => {
+async function handle(message) {
   if (message.type === 'load') {
     try {
       const { manifest, fromCache, runtime } = await load(message.modelsUrl);
@@ -188,5 +221,17 @@ self.onmessage = async ({ data: message }) => {
     } catch (error) {
       self.postMessage({ type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'This photo could not be checked') });
     }
+  } else if (message.type === 'live-frame' || message.type === 'live-classify') {
+    try {
+      self.postMessage(await liveStep(message));
+    } catch (error) {
+      self.postMessage({ type: 'error', id: message.id, stage: 'live', message: plain(error, 'The camera frame could not be checked') });
+    }
   }
+}
+
+// One message at a time: a photo check and webcam frames share the sessions, which run one call at once.
+let queue = Promise.resolve();
+self.onmessage = ({ data: message }) => {
+  queue = queue.then(() => handle(message));
 };

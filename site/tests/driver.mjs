@@ -8,8 +8,11 @@
 //     resize {image, width, height}, thumbnail {image, max_side}, crop_face {image, box, framing,
 //     size} (also answers crop_box), gradcam {activations, weights, dims, class_index, size},
 //     softmax {logits, dims}, normalize {crops, preprocessing}, overlay {crop, cam, colormap,
-//     image_weight}.
+//     image_weight}, track {rule, classes, reasons, rounds: [{boxes, probabilities, reason_probabilities}]}
+//     (per round: the track id of each box, the live track ids, each box's track label).
 // - op "detect": {models, settings, photos: [image]} -> per photo the faces of findFaces.
+// - op "live": {models, frames: [image]} -> per frame the webcam mode's faces (findLiveFaces, then
+//     classifyFaces): box, crop_box, probabilities.
 // - op "analyse": {models, photos: [{image, whole_image}]} -> per photo analysePhoto's faces, with
 //     the manifest read from models/manifest.json; heatmaps as nested lists, crops as images.
 // The ONNX ops run onnxruntime-web's wasm backend on one thread.
@@ -20,8 +23,9 @@ import { join } from 'node:path';
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from '../js/gradcam.js';
 import { cropBoxForFace, cropFace, resizeBilinear, thumbnail } from '../js/imaging.js';
 import { createOrtRunner, findFaces } from '../js/mtcnn.js';
-import { analysePhoto } from '../js/pipeline.js';
+import { analysePhoto, classifyFaces, findLiveFaces } from '../js/pipeline.js';
 import { normalizeCrops } from '../js/preprocess.js';
+import { Tracker } from '../js/tracking.js';
 
 const bytes = (b64) => new Uint8Array(Buffer.from(b64, 'base64'));
 const floats = (b64) => {
@@ -48,6 +52,15 @@ const calls = {
   normalize: ({ crops, preprocessing }) => encode(normalizeCrops(crops.map(decodeImage), preprocessing).data),
   overlay: ({ crop, cam, colormap, image_weight: imageWeight }) =>
     encodeImage(overlayHeatmap(decodeImage(crop), floats(cam), parseColormap(colormap), imageWeight)),
+  track: ({ rule, classes, reasons, rounds }) => {
+    const tracker = new Tracker(rule, classes, reasons);
+    return rounds.map(({ boxes, probabilities, reason_probabilities: reasonProbabilities }) => {
+      const tracks = tracker.update(boxes);
+      tracks.forEach((track, i) => tracker.observe(track, probabilities[i], reasonProbabilities[i]));
+      return { ids: tracks.map((track) => track.id), live: tracker.tracks.map((track) => track.id),
+        labels: tracks.map((track) => tracker.label(track)) };
+    });
+  },
 };
 
 async function ortRunner(models, names) {
@@ -70,6 +83,18 @@ const ops = {
     const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet']);
     const results = [];
     for (const photo of photos) results.push(await findFaces(decodeImage(photo), runNet, settings));
+    return results;
+  },
+  live: async ({ models, frames }) => {
+    const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier']);
+    const results = [];
+    for (const frame of frames) {
+      const image = decodeImage(frame);
+      const faces = await findLiveFaces(image, runNet, manifest);
+      const classified = await classifyFaces(image, faces, { manifest, runNet });
+      results.push(classified.map(({ box, crop_box: cropBox, probabilities }) => ({ box, crop_box: cropBox, probabilities })));
+    }
     return results;
   },
   analyse: async ({ models, photos }) => {

@@ -1,0 +1,169 @@
+"""How fast the webcam mode runs: headless Chromium against onnxruntime in Python, on the same graphs.
+
+    python -m export.live_benchmark --site build/site --out results/live-benchmark.json
+
+For one face and for four, a 640 x 480 scene of MaskedFace-Net holdout faces plays as Chromium's fake
+camera (``--use-file-for-fake-video-capture``); the built site's webcam mode runs for ``seconds`` (the
+first ``warmup`` not counted), and its own log (``window.__masklens_live``) gives:
+
+- ``overlay_fps``: overlay updates (loop steps: a detection, and classifications when due) per second;
+- ``classifications_per_face``: re-classifications per second per tracked face;
+- ``frame_ms``: the median time to detect the faces of a frame plus classify every one of them (the
+  median detection time plus faces x the median classification time per face), the unit compared
+  with Python; ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
+
+The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
+face size the browser settled on, classify all of them) with onnxruntime's CPU provider on as many
+threads as the browser has.
+The result records the machine (CPU, cores), Chromium's version, threads and whether the page was
+cross-origin isolated. Needs /usr/bin/chromium and playwright (the test extras).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.data import cpu_name
+from training.preprocess import load_rgb
+
+from .framing import crop_face
+from .video import LivePredictor
+from .y4m import compose, write_y4m
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream"]
+SIZE = (640, 480)
+LAYOUTS = {1: [(192, 112, 256)], 4: [(112, 32, 200), (328, 32, 200), (112, 248, 200), (328, 248, 200)]}
+
+
+def scene_frame(faces: int, holdout: Path) -> np.ndarray:
+    """One frame with `faces` covered and uncovered holdout faces (x, y, side from LAYOUTS)."""
+    sources = [sorted((holdout / name).iterdir())[0] for name in ("covered", "uncovered")]
+    placements = []
+    for k, (x, y, side) in enumerate(LAYOUTS[faces]):
+        photo = load_rgb(sources[k % 2]).resize((side, side))
+        placements.append((np.asarray(photo), x, y))
+    return compose(SIZE, placements)
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                                 args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"])
+            page = browser.new_context(permissions=["camera"]).new_page()
+            page.goto(f"http://127.0.0.1:{httpd.server_port}/app/")
+            page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
+            runtime = {"threads": int(page.get_attribute("body", "data-threads")),
+                       "isolated": page.evaluate("crossOriginIsolated"), "chromium": browser.version}
+            page.click("#camera-start")
+            page.wait_for_selector("body[data-camera=on]", state="attached", timeout=60_000)
+            time.sleep(seconds)
+            live = page.evaluate("window.__masklens_live")
+            log = live["log"]
+            runtime["classify_interval_ms"] = live["classifyIntervalMs"]
+            runtime["classify_share"] = live["classifyShare"]
+            page.click("#camera-stop")
+            browser.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    steps = [s for s in log if s["t"] >= warmup * 1000]
+    if len(steps) < 2:
+        raise RuntimeError(f"only {len(steps)} webcam steps after the warm-up: nothing to measure")
+    span = (steps[-1]["t"] - steps[0]["t"]) / 1000
+    faces = statistics.median(len(s["tracks"]) for s in steps)
+    detect = statistics.median(s["timing"]["detectMs"] for s in steps)
+    per_face = [s["timing"]["classifyMs"] / s["timing"]["classified"] for s in steps if s["timing"]["classified"]]
+    classify = statistics.median(per_face) if per_face else None
+    return {**runtime, "steps": len(steps), "seconds": round(span, 2),
+            "overlay_fps": round((len(steps) - 1) / span, 2),
+            "classifications_per_face": round(sum(s["timing"]["classified"] for s in steps[1:]) / span / max(faces, 1), 2),
+            "faces_tracked": faces, "detect_ms": round(detect, 1),
+            "min_face_size": statistics.median(s["minFaceSize"] for s in steps),
+            "classify_ms_per_face": round(classify, 1) if classify else None,
+            "frame_ms": round(detect + faces * classify, 1) if classify else None}
+
+
+def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_face_size: float) -> dict:
+    """The browser's per-frame work in Python, with the smallest face the browser's loop settled on."""
+    live = LivePredictor(models, threads)
+    live.min_face_size = min_face_size
+    size = live.predictor.preprocessing["size"]
+    detect, classify, faces = [], [], 0
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        found = live.find_faces(frame)
+        detected = time.perf_counter()
+        crops = np.stack([crop_face(frame, face.box, live.predictor.framing, size) for face in found])
+        live.predictor.predict_crops(crops)
+        finished = time.perf_counter()
+        detect.append(1000 * (detected - started))
+        classify.append(1000 * (finished - detected) / len(found))
+        faces = len(found)
+    detect_ms, classify_ms = statistics.median(detect[1:]), statistics.median(classify[1:])
+    return {"threads": threads, "min_face_size": min_face_size, "faces_found": faces, "detect_ms": round(detect_ms, 1),
+            "classify_ms_per_face": round(classify_ms, 1), "frame_ms": round(detect_ms + faces * classify_ms, 1)}
+
+
+def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int) -> dict:
+    holdout = data / "maskedface-net" / "holdout"
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "scenes": {}}
+    with tempfile.TemporaryDirectory() as work:
+        for faces in LAYOUTS:
+            frame = scene_frame(faces, holdout)
+            video = Path(work) / f"faces-{faces}.y4m"
+            write_y4m(video, [frame] * 30, 30)
+            browser = browser_run(site, video, seconds, warmup)
+            native = native_run(models, frame, browser["threads"], repeats, browser["min_face_size"])
+            result["scenes"][str(faces)] = {
+                "faces": faces, "browser": browser, "native": native,
+                "browser_over_native": round(browser["frame_ms"] / native["frame_ms"], 2) if browser["frame_ms"] else None}
+            print(f"{faces} face(s): browser {browser['overlay_fps']} overlay fps, "
+                  f"{browser['classifications_per_face']} classifications/s per face, frame {browser['frame_ms']} ms "
+                  f"({browser['threads']} threads); native frame {native['frame_ms']} ms", flush=True)
+    result["chromium"] = result["scenes"]["1"]["browser"]["chromium"]
+    result["classify_interval_ms"] = result["scenes"]["1"]["browser"]["classify_interval_ms"]
+    result["classify_share"] = result["scenes"]["1"]["browser"]["classify_share"]
+    result["live"] = json.loads((models / "manifest.json").read_text())["live"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--site", type=Path, default=Path("build/site"), help="built site (scripts/build_site.py)")
+    parser.add_argument("--models", type=Path, default=Path("models/onnx"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--seconds", type=float, default=25.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("results/live-benchmark.json"))
+    args = parser.parse_args(argv)
+    payload = benchmark(args.site, args.models, args.data, args.seconds, args.warmup, args.repeats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

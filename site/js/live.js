@@ -1,0 +1,148 @@
+// The webcam loop, free of the DOM: grab a frame, find its faces, follow them (tracking.js), re-classify
+// the tracked faces that are due, hand the labelled tracks to the page. Dependencies are injected so
+// that Node tests drive it with fakes.
+//
+// const loop = new LiveLoop({session, manifest, grabFrame, onUpdate, now})
+//   session: liveFrame(frame, {detect, minFaceSize}) and liveClassify(boxes), as session.js;
+//   grabFrame() -> Promise<frame | null> (null: no frame yet); onUpdate(view) after every step;
+//   now() -> milliseconds.
+//   view: {width, height, tracks: [{id, box, label, heatmaps, crop_box}], fps, classifications, minFaceSize,
+//          timing: {detectMs, classifyMs, classified}} (this step's detection and classification times)
+//     label: tracker.label (null until first classified); fps: steps (overlay updates) per second;
+//     classifications: re-classifications per second per tracked face, both over the last 2 s.
+// await loop.run() until loop.stop(); each step awaits the previous, so work never piles up.
+//
+// Shedding work to hold TARGET_FPS: every step finds the faces (so boxes follow them), but a face is
+// re-classified only every CLASSIFY_INTERVAL_MS, and less often when the classifier is slow: at most
+// CLASSIFY_SHARE of the time goes to classifying (the classifier is the expensive part, and labels
+// are smoothed anyway), the rest to steps that only move the boxes. When steps are still too slow,
+// the smallest face looked for grows (a coarser, cheaper pyramid), up to MAX_FACE_SCALE times the
+// manifest's live.min_face_size, and comes back down when there is time to spare.
+
+import { Tracker } from './tracking.js';
+
+export const TARGET_FPS = 15;
+export const CLASSIFY_INTERVAL_MS = 200;
+export const CLASSIFY_SHARE = 0.5;
+export const MAX_BATCH = 4;
+export const MAX_FACE_SCALE = 2;
+const RATE_WINDOW_MS = 2000;
+
+/** Events per second over a sliding window. */
+export class RateMeter {
+  constructor(windowMs = RATE_WINDOW_MS) {
+    this.windowMs = windowMs;
+    this.times = [];
+  }
+
+  tick(t) {
+    this.times.push(t);
+  }
+
+  rate(t) {
+    while (this.times.length && this.times[0] <= t - this.windowMs) this.times.shift();
+    if (this.times.length < 2) return 0;
+    const span = Math.max(t - this.times[0], 1);
+    return (1000 * (this.times.length - 1)) / span;
+  }
+}
+
+/** The tracks seen this step that are due for a classification: never classified first, then the stalest. */
+export function dueTracks(seen, classifiedAt, now, intervalMs = CLASSIFY_INTERVAL_MS, maxBatch = MAX_BATCH) {
+  const last = (track) => classifiedAt.get(track.id) ?? -Infinity;
+  return seen
+    .filter((track) => now - last(track) >= intervalMs)
+    .sort((a, b) => last(a) - last(b) || a.id - b.id)
+    .slice(0, maxBatch);
+}
+
+/** How long a face waits between classifications, given the recent time a classification call takes. */
+export function classifyInterval(classifyMs, minimumMs = CLASSIFY_INTERVAL_MS, share = CLASSIFY_SHARE) {
+  return Math.max(minimumMs, classifyMs / share);
+}
+
+/** The next smallest face size: up by a quarter when steps are slow, down when they are quick. */
+export function adaptFaceSize(current, base, stepMs, targetFps = TARGET_FPS, maxScale = MAX_FACE_SCALE) {
+  const budget = 1000 / targetFps;
+  if (stepMs > 1.1 * budget) return Math.min(current * 1.25, base * maxScale);
+  if (stepMs < 0.6 * budget) return Math.max(current / 1.25, base);
+  return current;
+}
+
+export class LiveLoop {
+  constructor({ session, manifest, grabFrame, onUpdate, now = () => performance.now() }) {
+    this.session = session;
+    this.manifest = manifest;
+    this.grabFrame = grabFrame;
+    this.onUpdate = onUpdate;
+    this.now = now;
+    this.tracker = new Tracker(manifest.live, manifest.classes, manifest.reasons);
+    this.classifiedAt = new Map();
+    this.explained = new Map(); // track id -> {heatmaps, crop_box} of its last classification
+    this.steps = new RateMeter();
+    this.classifications = new RateMeter();
+    this.minFaceSize = manifest.live.min_face_size;
+    this.classifyMs = 0; // moving average of a classification call
+    this.running = false;
+  }
+
+  async step() {
+    const frame = await this.grabFrame();
+    if (!frame) return false;
+    const started = this.now();
+    const { width, height, faces } = await this.session.liveFrame(frame, { detect: true, minFaceSize: this.minFaceSize });
+    const detected = this.now();
+    const seen = this.tracker.update(faces.map((face) => face.box));
+    const due = dueTracks(seen, this.classifiedAt, started, classifyInterval(this.classifyMs));
+    if (due.length) {
+      const classified = await this.session.liveClassify(due.map((track) => track.box));
+      const { classes, reasons } = this.manifest;
+      classified.forEach((face, i) => {
+        const track = due[i];
+        this.tracker.observe(track, classes.map((name) => face.probabilities[name]),
+          reasons.map((name) => face.reason_probabilities[name]));
+        this.explained.set(track.id, { heatmaps: face.heatmaps, crop_box: face.crop_box });
+        this.classifiedAt.set(track.id, started);
+        this.classifications.tick(started);
+      });
+    }
+    const live = new Set(this.tracker.tracks.map((track) => track.id));
+    for (const id of [...this.classifiedAt.keys()]) {
+      if (!live.has(id)) { this.classifiedAt.delete(id); this.explained.delete(id); }
+    }
+    const finished = this.now();
+    if (due.length) {
+      const took = finished - detected;
+      this.classifyMs = this.classifyMs ? 0.7 * this.classifyMs + 0.3 * took : took;
+    }
+    this.steps.tick(finished);
+    this.minFaceSize = adaptFaceSize(this.minFaceSize, this.manifest.live.min_face_size, finished - started);
+    const current = this.tracker.tracks.filter((track) => track.missed === 0);
+    this.onUpdate({
+      width,
+      height,
+      tracks: current.map((track) => ({
+        id: track.id,
+        box: track.box,
+        label: this.tracker.label(track),
+        ...(this.explained.get(track.id) ?? { heatmaps: null, crop_box: null }),
+      })),
+      fps: this.steps.rate(finished),
+      classifications: current.length ? this.classifications.rate(finished) / current.length : 0,
+      minFaceSize: this.minFaceSize,
+      timing: { detectMs: detected - started, classifyMs: finished - detected, classified: due.length },
+    });
+    return true;
+  }
+
+  async run() {
+    this.running = true;
+    while (this.running) {
+      if (!(await this.step())) await new Promise((resolve) => { setTimeout(resolve, 30); });
+    }
+  }
+
+  stop() {
+    this.running = false;
+  }
+}
