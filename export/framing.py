@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
         "face": "largest detected face; size = (box width + box height) / 2",
         "detector": {"min_face_size": detector.min_face_size, "thresholds": list(detector.thresholds),
                      "factor": detector.factor, "padding": SHIPPED_RULE.padding,
-                     "fallback_threshold": SHIPPED_RULE.fallback_threshold},
+                     "fallback_threshold": SHIPPED_RULE.fallback_threshold,
+                     "retry_min_face_size": SHIPPED_RULE.retry_min_face_size},
         "padding": "edge pixels repeated",
     }
     out = Path(args.out)

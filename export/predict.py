@@ -92,7 +92,8 @@ def rule_from_manifest(manifest: dict) -> DetectionRule:
     settings = manifest["face_detector"]
     return DetectionRule(thresholds=tuple(settings["thresholds"]), padding=settings["padding"],
                          fallback_threshold=settings["fallback_threshold"],
-                         min_face_size=settings["min_face_size"], factor=settings["factor"])
+                         min_face_size=settings["min_face_size"], factor=settings["factor"],
+                         retry_min_face_size=settings["retry_min_face_size"])
 
 
 def normalize_crops(crops: np.ndarray, preprocessing: dict) -> np.ndarray:

@@ -4,8 +4,8 @@ predictor (``export/video.py``) share, so that both give a face the same track a
 The export writes ``LiveRule`` into the manifest (``live``); both sides read it from there.
 
 - Faces are found with the manifest's face-finder rule on the frame scaled down to ``detect_max_side``
-  (Pillow's ``thumbnail``, bilinear), looking for faces of ``min_face_size`` frame pixels, and their
-  boxes scaled back to the frame; each face is then cropped from the full frame, as photos are.
+  (Pillow's ``thumbnail``, bilinear), looking for faces of ``min_face_size`` frame pixels (no second
+  look for smaller ones), and their boxes scaled back to the frame; each face is then cropped from the full frame, as photos are.
 
 - After each detection round, detections continue tracks by box overlap: every (track, detection) pair
   with IoU >= ``iou_threshold`` is a candidate, taken greedily from the highest IoU (ties: lower track

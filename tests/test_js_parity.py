@@ -237,15 +237,17 @@ def test_live_faces_match_the_video_predictor(model_dir, tmp_path):
 # --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------
 
 
-@pytest.mark.parametrize("rule", [DetectionRule(), SHIPPED_RULE, DetectionRule(padding=0.3, fallback_threshold=0.01)],
-                         ids=["facenet", "shipped", "fallback"])
+@pytest.mark.parametrize("rule", [DetectionRule(), SHIPPED_RULE, DetectionRule(padding=0.3, fallback_threshold=0.01),
+                                  DetectionRule(min_face_size=200, retry_min_face_size=12)],
+                         ids=["facenet", "shipped", "fallback", "retry"])
 def test_face_finder_matches_python(model_dir, tmp_path, rule):
     photos = real_photos({"with_mask": 3, "without_mask": 2})
     # A photo that is all face: the cascade finds nothing in it, so the fallback decides.
     photos.append(np.ascontiguousarray(photos[-1][20:80, 30:90]))
     detector = rule.detector(model_dir)
     settings = {"min_face_size": rule.min_face_size, "thresholds": list(rule.thresholds), "factor": rule.factor,
-                "padding": rule.padding, "fallback_threshold": rule.fallback_threshold}
+                "padding": rule.padding, "fallback_threshold": rule.fallback_threshold,
+                "retry_min_face_size": rule.retry_min_face_size}
     results = run_driver({"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos],
                           "settings": settings}, tmp_path)
     found = 0

@@ -11,8 +11,9 @@
 //   box: [x1, y1, x2, y2] in pixels of the image, may reach past its edges; score: O-Net's face
 //   probability; landmarks: [[x, y] x 5]: the eye on the image's left, the other eye, the nose tip,
 //   the mouth corner on the image's left, the other one.
-// findFaces(image, runNet, settings) -> the same, with the manifest's padding and whole-photo
-//   fallback (settings.padding, settings.fallback_threshold): what the site and the predictor run.
+// findFaces(image, runNet, settings) -> the same, with the manifest's padding, second look for
+//   smaller faces and whole-photo fallback (settings.padding, settings.retry_min_face_size,
+//   settings.fallback_threshold): what the site and the predictor run.
 // createOrtRunner(ort, sessions) -> runNet over onnxruntime-web InferenceSessions by net name.
 //
 // Boxes are arrays [x1, y1, x2, y2]. Python computes in float32 throughout; every operation here
@@ -304,12 +305,17 @@ export function wholePhotoBoxes(height, width) {
 
 /**
  * export/mtcnn.py's find_faces: the cascade on the padded photo; when it finds nothing and
- * settings.fallback_threshold is set, O-Net alone judges the squares of wholePhotoBoxes (a photo that
+ * settings.retry_min_face_size is set, the cascade once more for faces down to that size; when that
+ * finds nothing either and settings.fallback_threshold is set, O-Net alone judges the squares of wholePhotoBoxes (a photo that
  * is already a face crop). Boxes and landmarks come back in pixels of the photo.
  */
 export async function findFaces(image, runNet, settings) {
   const { image: padded, margin } = padPhoto(image, settings.padding);
   let faces = await detectFaces(padded, runNet, settings);
+  const retry = settings.retry_min_face_size;
+  if (faces.length === 0 && retry !== null && retry !== undefined) {
+    faces = await detectFaces(padded, runNet, { ...settings, min_face_size: retry });
+  }
   if (faces.length === 0 && settings.fallback_threshold !== null && settings.fallback_threshold !== undefined) {
     const candidates = wholePhotoBoxes(image.height, image.width).map((box) => box.map((v) => f32(v + margin)));
     faces = await output(toPlanar(padded), runNet, candidates, settings.fallback_threshold);

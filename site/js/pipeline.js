@@ -112,7 +112,9 @@ export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manif
   const small = thumbnail(rgb, manifest.live.detect_max_side);
   const scaleX = rgb.width / small.width;
   const scaleY = rgb.height / small.height;
-  const settings = { ...manifest.face_detector, min_face_size: (minFaceSize * small.width) / rgb.width };
+  const settings = {
+    ...manifest.face_detector, min_face_size: (minFaceSize * small.width) / rgb.width, retry_min_face_size: null,
+  };
   // float32 boxes, as export/video.py keeps them, so that both crop the same pixels.
   return (await findFaces(small, runNet, settings)).map(({ box, score }) => ({
     box: [box[0] * scaleX, box[1] * scaleY, box[2] * scaleX, box[3] * scaleY].map(Math.fround),
