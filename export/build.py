@@ -62,11 +62,15 @@ KEEP_TOLERANCE = 1e-4
 KEEP_IMAGES = 64
 
 
+def split_inputs(samples, preprocessing) -> np.ndarray:
+    """The split's images as the network's input batch [N, 3, S, S]."""
+    p = preprocessing
+    return np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
+
+
 def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -> bool:
     """Whether two classifier graphs give the same outputs, within KEEP_TOLERANCE, on the split's first images."""
-    samples = index_split(config.data_root, config.split).samples[:KEEP_IMAGES]
-    inputs = np.stack([to_input_array(load_rgb(s.path), preprocessing.size, preprocessing.mean, preprocessing.std,
-                                      preprocessing.interpolation) for s in samples])
+    inputs = split_inputs(index_split(config.data_root, config.split).samples[:KEEP_IMAGES], preprocessing)
     ours, theirs = run_split(fresh, inputs, config.threads), run_split(kept, inputs, config.threads)
     return ours.keys() == theirs.keys() and all(
         ours[name].shape == theirs[name].shape and float(np.abs(ours[name] - theirs[name]).max()) <= KEEP_TOLERANCE
@@ -107,8 +111,7 @@ def heatmaps(outputs: dict[str, np.ndarray], classes: np.ndarray, size: int) -> 
 def compare_formats(model, config: ExportConfig, work: Path) -> dict:
     """Exports every weight format and measures each against fp32 on the whole split."""
     index = index_split(config.data_root, config.split)
-    p = model.preprocessing
-    inputs = np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in index.samples])
+    inputs = split_inputs(index.samples, model.preprocessing)
     labels = np.array([s.label for s in index.samples])
     report = {"split": config.split, "images": len(labels), "bounds": BOUNDS, "formats": {}}
     reference = None

@@ -63,7 +63,7 @@ def study(data: Path, models: Path, rules: dict[str, DetectionRule], threads: in
               for name, folder in SETS.items()}
     results = {}
     for rule_name, rule in rules.items():
-        detector = FaceDetector(models, rule.min_face_size, rule.thresholds, rule.factor, options)
+        detector = rule.detector(models, options)
         results[rule_name] = {"rule": asdict(rule),
                               "sets": {name: count_faces(detector, rule, images) for name, images in photos.items()}}
         print(rule_name, {name: s["found_rate"] for name, s in results[rule_name]["sets"].items()}, flush=True)

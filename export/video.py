@@ -85,10 +85,9 @@ class LivePredictor:
             raise ModelIntegrityError(f"{Path(model_dir) / 'manifest.json'} has no `live` section "
                                       "(an export from before video support): run masklens-export again")
         self.live = LiveRule(**manifest["live"])
-        # The photo rule, but for faces near the camera (a coarser pyramid, set per frame in find_faces)
-        # and without the second look for small faces, which would double the cost of an empty frame.
-        self.rule = dataclasses.replace(self.predictor.rule, min_face_size=self.live.min_face_size,
-                                        retry_min_face_size=None)
+        # The photo rule without the second look for small faces, which would double the cost of an empty
+        # frame; the smallest face, in pixels of the scaled-down frame, is set on the detector per frame.
+        self.rule = dataclasses.replace(self.predictor.rule, retry_min_face_size=None)
         self.detector = self.rule.detector(self.predictor.model_dir, session_options(threads))
         self.tracker = Tracker(self.live, self.predictor.classes, self.predictor.reasons)
         self.min_face_size = self.live.min_face_size  # in frame pixels

@@ -12,6 +12,7 @@ that fails.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import http.server
@@ -55,14 +56,14 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def site(exported_models, results, tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
-    build_site = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_site)
+def build_site(models: Path, out: Path, results: Path | None = None) -> Path:
+    """scripts/build_site.py's build; skips (fails under CI=true) without site/node_modules."""
     if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
         _skip_or_fail("site/node_modules is missing (run npm ci in site/)")
-    return build_site.build(exported_models, tmp_path_factory.mktemp("browser") / "site", results)
+    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(models, out, results)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -70,14 +71,27 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(folder: Path):
+    """The folder served on a free local port; yields its base URL."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(exported_models, results, tmp_path_factory) -> Path:
+    return build_site(exported_models, tmp_path_factory.mktemp("browser") / "site", results)
+
+
 @pytest.fixture(scope="module")
 def server(site):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(site) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,6 @@ Skipped without chromium, playwright or the shared data, except under CI=true, w
 
 from __future__ import annotations
 
-import functools
-import http.server
-import importlib.util
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +22,7 @@ from export.predict import Predictor
 
 from .conftest import REPO, shared_data_or_skip
 from .scenes import FPS, PLACES, SCHEDULE, SEGMENT_FRAMES, expected_classes, make_scene, runs
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _QuietHandler, _skip_or_fail
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _skip_or_fail, build_site, serving
 
 pytestmark = pytest.mark.slow
 
@@ -64,17 +60,8 @@ def scene(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory):
-    if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
-        _skip_or_fail("site/node_modules is missing (run npm ci in site/)")
-    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
-    build_site = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_site)
-    site = build_site.build(SHIPPED, tmp_path_factory.mktemp("webcam") / "site")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(build_site(SHIPPED, tmp_path_factory.mktemp("webcam") / "site")) as base:
+        yield base
 
 
 def _chromium(playwright, *extra: str):

@@ -24,6 +24,7 @@
 // from the cache; a cached copy is checked against the sha256 again before use.
 
 import * as ort from '../ort/ort.wasm.min.mjs';
+import { toRGB } from './imaging.js';
 import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
@@ -38,7 +39,7 @@ ort.env.wasm.proxy = false;
 ort.env.logLevel = 'error';
 
 let state = null; // {manifest, runNet}
-let liveFrame = null; // the last webcam frame, RGBA {width, height, data}
+let liveFrame = null; // the last webcam frame, RGB {width, height, data}
 
 class PlainError extends Error {}
 
@@ -131,6 +132,14 @@ async function load(modelsUrl) {
   return { manifest, fromCache: allCached, runtime: { backend: 'wasm', threads: THREADS } };
 }
 
+/** An ImageBitmap's RGBA pixels {width, height, data}. */
+function pixelsOf(bitmap) {
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const context = canvas.getContext('2d', { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  return { width: bitmap.width, height: bitmap.height, data: context.getImageData(0, 0, bitmap.width, bitmap.height).data };
+}
+
 /** How far a JPEG decoder's draft mode would scale down (powers of two), as Pillow's draft does. */
 function draftSize(width, height, maxSide) {
   let scale = 1;
@@ -158,11 +167,7 @@ async function decode(blob, limits) {
       bitmap.close();
       bitmap = scaled;
     }
-    const canvas = new OffscreenCanvas(width, height);
-    const context = canvas.getContext('2d', { willReadFrequently: true });
-    context.drawImage(bitmap, 0, 0);
-    const pixels = context.getImageData(0, 0, width, height);
-    return { width, height, data: pixels.data };
+    return pixelsOf(bitmap);
   } finally {
     bitmap.close();
   }
@@ -177,23 +182,16 @@ async function analyse({ blob, wholeImage }) {
   return { photo, faces };
 }
 
-/** A webcam frame's pixels; video frames come already upright and camera-sized, so no scaling. */
-function pixelsOf(bitmap) {
-  try {
-    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
-    const context = canvas.getContext('2d', { willReadFrequently: true });
-    context.drawImage(bitmap, 0, 0);
-    return { width: bitmap.width, height: bitmap.height, data: context.getImageData(0, 0, bitmap.width, bitmap.height).data };
-  } finally {
-    bitmap.close();
-  }
-}
-
 async function liveStep(message) {
   if (!state) throw new PlainError('The models are not loaded yet.');
   const { manifest, runNet } = state;
   if (message.type === 'live-frame') {
-    liveFrame = pixelsOf(message.frame);
+    // Video frames come upright and camera-sized: no orientation or scaling. RGB once, for both steps.
+    try {
+      liveFrame = toRGB(pixelsOf(message.frame));
+    } finally {
+      message.frame.close();
+    }
     const faces = message.detect ? await findLiveFaces(liveFrame, runNet, manifest, message.minFaceSize) : null;
     return { type: 'live-faces', id: message.id, width: liveFrame.width, height: liveFrame.height, faces };
   }
