@@ -1,7 +1,8 @@
 """Export command: ``masklens-export`` writes everything the browser and the predictor run.
 
 Into ``out_dir``: ``classifier.onnx`` (logits, reason logits and the Grad-CAM activations and channel
-weights of two target layers, see ``export.classifier``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
+weights of two target layers, see ``export.classifier``), ``classifier-live.onnx`` (the webcam mode's
+forward-only graph for block8, its weights read from ``classifier.onnx``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
 (MTCNN, see ``export.face_detector``) and ``manifest.json``: class and reason names in order,
 preprocessing, I/O names and shapes, target layers and map sizes, the face-crop framing, each file's
 size and sha256, the model version and its holdout metrics. Beside the results it writes
@@ -27,7 +28,7 @@ from training.cli import parse_config
 from training.data import index_split, sha256_of, write_json
 from training.preprocess import load_rgb, to_input_array
 
-from .classifier import WEIGHT_FORMATS, export_classifier, gradcam_from_outputs, upsample_cam
+from .classifier import WEIGHT_FORMATS, export_classifier, export_live_classifier, gradcam_from_outputs, upsample_cam
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
@@ -35,6 +36,7 @@ from .tracking import LiveRule
 
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
+LIVE_CLASSIFIER_FILE = "classifier-live.onnx"
 BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
 TARGET_LAYERS = ("block8", "repeat_2")
 
@@ -75,6 +77,17 @@ def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -
     return ours.keys() == theirs.keys() and all(
         ours[name].shape == theirs[name].shape and float(np.abs(ours[name] - theirs[name]).max()) <= KEEP_TOLERANCE
         for name in ours)
+
+
+def check_live_outputs(full: Path, live: Path, size: int, threads: int, images: int = 8) -> float:
+    """The largest difference between the live graph's outputs and the same outputs of the full graph on
+    random inputs (both compute one function of the image); SystemExit when over KEEP_TOLERANCE."""
+    inputs = np.random.default_rng(0).uniform(-1, 1, (images, 3, size, size)).astype(np.float32)
+    ours, theirs = run_split(live, inputs, threads), run_split(full, inputs, threads)
+    difference = max(float(np.abs(value - theirs[name]).max()) for name, value in ours.items())
+    if difference > KEEP_TOLERANCE:
+        raise SystemExit(f"{live} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
+    return difference
 
 
 def jet_colormap() -> list[str]:
@@ -124,8 +137,8 @@ def compare_formats(model, config: ExportConfig, work: Path) -> dict:
         probabilities = softmax(outputs["logits"])
         if reference is None:
             reference = {"probabilities": probabilities, "classes": probabilities.argmax(1)}
-            reference["maps"] = heatmaps(outputs, reference["classes"], p.size)
-        maps = heatmaps(outputs, reference["classes"], p.size)
+            reference["maps"] = heatmaps(outputs, reference["classes"], model.preprocessing.size)
+        maps = heatmaps(outputs, reference["classes"], model.preprocessing.size)
         entry = {
             "bytes": path.stat().st_size,
             "export_seconds": round(export_seconds, 1),
@@ -170,10 +183,13 @@ def build(config: ExportConfig) -> dict:
                 shutil.copy(kept, out_dir / CLASSIFIER_FILE)
         else:
             shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
+    live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
+    live_difference = check_live_outputs(out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE,
+                                         model.preprocessing.size, config.threads)
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
-    files = [CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
+    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
     checkpoint_sha = sha256_of(config.checkpoint)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -184,7 +200,10 @@ def build(config: ExportConfig) -> dict:
         "reasons": description["reasons"],
         "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
                        "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
-                       "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"]},
+                       "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"],
+                       "live": {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
+                                "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
+                                "max_difference_from_full": live_difference}},
         "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,
                           "thresholds": list(SHIPPED_RULE.thresholds), "factor": SHIPPED_RULE.factor,
                           "padding": SHIPPED_RULE.padding, "fallback_threshold": SHIPPED_RULE.fallback_threshold,

@@ -321,6 +321,72 @@ def export_classifier(model: MaskClassifier, path: str | Path, target_layers: Se
     }
 
 
+# --- The webcam mode's graph ------------------------------------------------------------------------
+
+LIVE_TARGET_LAYERS = ("block8",)
+INLINE_BYTES = 1024  # smaller weights are stored in the live graph itself
+
+
+def export_live_classifier(model: MaskClassifier, full_path: str | Path, path: str | Path) -> dict:
+    """Writes the webcam mode's graph to ``path``: the same outputs for block8 only, and no weights of its own.
+
+    block8's Grad-CAM weights are constants of the head (``_head_gradient``), so this graph is the
+    forward pass alone: about a third of the full graph's time, which runs the trunk after repeat_2
+    three times and back. Its weights are ONNX external data that point into ``full_path``, the full
+    graph already exported (and maybe kept) from the same model, at the byte offsets where that file
+    stores the same tensors: the site downloads and checks the weights once, and both graphs compute
+    with identical values. The two files must stay side by side (the reference is by file name).
+    Returns ``export_classifier``'s description of the live graph.
+    """
+    full_path, path = Path(full_path), Path(path)
+    full = onnx.load(full_path)
+    weights = _weight_format(full)
+    scratch = path.with_name(path.name + ".tmp")
+    try:
+        description = export_classifier(model, scratch, LIVE_TARGET_LAYERS, batch_size=None, weights=weights)
+        proto = onnx.load(scratch)
+    finally:
+        scratch.unlink(missing_ok=True)
+    stored = {tensor.name: tensor for tensor in full.graph.initializer}
+    blob = full_path.read_bytes()
+    searched_from = 0
+    tensors = []
+    for tensor in proto.graph.initializer:
+        source = stored.get(tensor.name)
+        if source is None or list(source.dims) != list(tensor.dims) or source.data_type != tensor.data_type:
+            tensors.append(tensor)  # a constant of this graph only (e.g. a folded shape): small, kept inline
+            continue
+        array = numpy_helper.to_array(source)
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # ONNX stores little-endian
+        if len(data) < INLINE_BYTES:
+            tensors.append(source)
+            continue
+        # Tensors are stored in graph order, so the next one is usually found right after the last.
+        offset = blob.find(data, searched_from)
+        if offset < 0:
+            offset = blob.find(data)
+        if offset < 0:
+            raise ValueError(f"{tensor.name}: its bytes are not stored contiguously in {full_path}")
+        searched_from = offset + len(data)
+        reference = onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type,
+                                     data_location=onnx.TensorProto.EXTERNAL)
+        for key, value in (("location", full_path.name), ("offset", str(offset)), ("length", str(len(data)))):
+            reference.external_data.add(key=key, value=value)
+        tensors.append(reference)
+    del proto.graph.initializer[:]
+    proto.graph.initializer.extend(tensors)
+    path.write_bytes(proto.SerializeToString())
+    onnx.checker.check_model(str(path), full_check=True)
+    return {**description, "weights_file": full_path.name}
+
+
+def _weight_format(proto: onnx.ModelProto) -> str:
+    """The ``compress_weights`` format of an exported graph, read from its weight decoders."""
+    operators = {node.op_type for node in proto.graph.node}
+    return "int8" if "DequantizeLinear" in operators else "fp16" if any(
+        t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer) else "fp32"
+
+
 # --- Grad-CAM from the outputs ------------------------------------------------------------------------
 
 

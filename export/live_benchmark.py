@@ -6,11 +6,14 @@ For one face and for four, a 640 x 480 scene of MaskedFace-Net holdout faces pla
 camera (``--use-file-for-fake-video-capture``); the built site's webcam mode runs for ``seconds`` (the
 first ``warmup`` not counted), and its own log (``window.__masklens_live``) gives:
 
-- ``overlay_fps``: overlay updates (loop steps: a detection, and classifications when due) per second;
+- ``overlay_fps``: overlay redraws per second (one per video frame, the boxes moved with the faces by
+  site/js/follow.js between steps);
+- ``steps_per_second``: loop steps (a detection or the followed boxes, then the classifications due) per
+  second; ``detections_per_second``: the steps that ran the detector;
 - ``classifications_per_face``: re-classifications per second per tracked face;
 - ``frame_ms``: the median time to detect the faces of a frame plus classify every one of them (the
-  median detection time plus faces x the median classification time per face), the unit compared
-  with Python; ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
+  median detection time of the steps that detected plus faces x the median classification time per
+  face), the unit compared with Python; ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
 
 The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
 face size the browser settled on, classify all of them) with onnxruntime's CPU provider on as many
@@ -22,13 +25,10 @@ cross-origin isolated. Needs /usr/bin/chromium and playwright (the test extras).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,13 +37,11 @@ import numpy as np
 from training.data import cpu_name
 from training.preprocess import load_rgb
 
+from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
 from .framing import crop_face
 from .video import LivePredictor
 from .y4m import compose, write_y4m
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream"]
 SIZE = (640, 480)
 LAYOUTS = {1: [(192, 112, 256)], 4: [(112, 32, 200), (328, 32, 200), (112, 248, 200), (328, 248, 200)]}
 
@@ -58,47 +56,40 @@ def scene_frame(faces: int, holdout: Path) -> np.ndarray:
     return compose(SIZE, placements)
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
     from playwright.sync_api import sync_playwright
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=[*CHROMIUM_ARGS, f"--use-file-for-fake-video-capture={video}"])
-            page = browser.new_context(permissions=["camera"]).new_page()
-            page.goto(f"http://127.0.0.1:{httpd.server_port}/app/")
-            page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
-            runtime = {"threads": int(page.get_attribute("body", "data-threads")),
-                       "isolated": page.evaluate("crossOriginIsolated"), "chromium": browser.version}
-            page.click("#camera-start")
-            page.wait_for_selector("body[data-camera=on]", state="attached", timeout=60_000)
-            time.sleep(seconds)
-            live = page.evaluate("window.__masklens_live")
-            log = live["log"]
-            runtime["classify_interval_ms"] = live["classifyIntervalMs"]
-            runtime["classify_share"] = live["classifyShare"]
-            page.click("#camera-stop")
-            browser.close()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(site) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        page = browser.new_context(permissions=["camera"]).new_page()
+        page.goto(f"{base}/app/")
+        page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
+        runtime = {"threads": int(page.get_attribute("body", "data-threads")),
+                   "isolated": page.evaluate("crossOriginIsolated"), "chromium": browser.version}
+        page.click("#camera-start")
+        page.wait_for_selector("body[data-camera=on]", state="attached", timeout=60_000)
+        time.sleep(seconds)
+        live = page.evaluate("window.__masklens_live")
+        log, redraws = live["log"], [t for t in live["redraws"] if t >= warmup * 1000]
+        runtime["classify_interval_ms"] = live["classifyIntervalMs"]
+        runtime["classify_share"] = live["classifyShare"]
+        runtime["detect_interval_ms"] = live["detectIntervalMs"]
+        page.click("#camera-stop")
+        browser.close()
     steps = [s for s in log if s["t"] >= warmup * 1000]
     if len(steps) < 2:
         raise RuntimeError(f"only {len(steps)} webcam steps after the warm-up: nothing to measure")
     span = (steps[-1]["t"] - steps[0]["t"]) / 1000
     faces = statistics.median(len(s["tracks"]) for s in steps)
-    detect = statistics.median(s["timing"]["detectMs"] for s in steps)
+    detecting = [s for s in steps if s["timing"]["detectMs"] is not None]
+    detect = statistics.median(s["timing"]["detectMs"] for s in detecting)
     per_face = [s["timing"]["classifyMs"] / s["timing"]["classified"] for s in steps if s["timing"]["classified"]]
     classify = statistics.median(per_face) if per_face else None
     return {**runtime, "steps": len(steps), "seconds": round(span, 2),
-            "overlay_fps": round((len(steps) - 1) / span, 2),
+            "overlay_fps": round((len(redraws) - 1) / ((redraws[-1] - redraws[0]) / 1000), 2),
+            "steps_per_second": round((len(steps) - 1) / span, 2),
+            "detections_per_second": round(len(detecting) / span, 2),
             "classifications_per_face": round(sum(s["timing"]["classified"] for s in steps[1:]) / span / max(faces, 1), 2),
             "faces_tracked": faces, "detect_ms": round(detect, 1),
             "min_face_size": statistics.median(s["minFaceSize"] for s in steps),
@@ -117,7 +108,7 @@ def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_
         found = live.find_faces(frame)
         detected = time.perf_counter()
         crops = np.stack([crop_face(frame, face.box, live.predictor.framing, size) for face in found])
-        live.predictor.predict_crops(crops)
+        live.predictor.predict_crops(crops, live=True)
         finished = time.perf_counter()
         detect.append(1000 * (detected - started))
         classify.append(1000 * (finished - detected) / len(found))
@@ -146,6 +137,7 @@ def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: floa
     result["chromium"] = result["scenes"]["1"]["browser"]["chromium"]
     result["classify_interval_ms"] = result["scenes"]["1"]["browser"]["classify_interval_ms"]
     result["classify_share"] = result["scenes"]["1"]["browser"]["classify_share"]
+    result["detect_interval_ms"] = result["scenes"]["1"]["browser"]["detect_interval_ms"]
     result["live"] = json.loads((models / "manifest.json").read_text())["live"]
     return result
 

@@ -325,8 +325,10 @@ class DetectionRule:
     def detector(self, model_dir: str | Path, session_options: ort.SessionOptions | None = None) -> FaceDetector:
         return FaceDetector(model_dir, self.min_face_size, self.thresholds, self.factor, session_options)
 
-    def find(self, detector: FaceDetector, rgb: np.ndarray) -> list[Face]:
-        return find_faces(detector, rgb, self.padding, self.fallback_threshold, self.retry_min_face_size)
+    def find(self, detector: FaceDetector, rgb: np.ndarray, min_face_size: float | None = None) -> list[Face]:
+        """``find_faces`` with this rule; ``min_face_size`` replaces the detector's for this photo."""
+        return find_faces(detector, rgb, self.padding, self.fallback_threshold, self.retry_min_face_size,
+                          min_face_size)
 
 
 # The rule the export ships (evidence: results/detection.json, made by export/detection_study.py).
@@ -363,8 +365,10 @@ def whole_photo_boxes(height: int, width: int) -> np.ndarray:
 
 
 def find_faces(detector: FaceDetector, rgb: np.ndarray, padding: float = 0.0,
-               fallback_threshold: float | None = None, retry_min_face_size: float | None = None) -> list[Face]:
-    """The faces of an RGB photo, in its pixels: the cascade run on the padded photo.
+               fallback_threshold: float | None = None, retry_min_face_size: float | None = None,
+               min_face_size: float | None = None) -> list[Face]:
+    """The faces of an RGB photo, in its pixels: the cascade run on the padded photo, looking for faces
+    down to ``min_face_size`` (by default the detector's).
 
     When the cascade finds nothing and ``retry_min_face_size`` is set, it runs once more looking for
     faces down to that size (small people in small photos), so photos it finds faces in keep them.
@@ -374,7 +378,7 @@ def find_faces(detector: FaceDetector, rgb: np.ndarray, padding: float = 0.0,
     suppressed, as in the cascade's last stage, so at most one survives).
     """
     padded, margin = pad_photo(rgb, padding)
-    faces = detector.detect(padded)
+    faces = detector.detect(padded, min_face_size)
     if not faces and retry_min_face_size is not None:
         faces = detector.detect(padded, retry_min_face_size)
     if not faces and fallback_threshold is not None:

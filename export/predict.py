@@ -16,6 +16,7 @@ exit status is 1 if any file failed.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -133,6 +134,10 @@ def session_options(threads: int = 0) -> ort.SessionOptions:
     options.intra_op_num_threads = threads
     # Decode int8 weights once at load instead of on every run (same values, see compress_weights).
     options.add_session_config_entry("session.disable_quant_qdq", "1")
+    # The predictor runs four sessions one after another (P-, R-, O-Net, classifier), each with its own
+    # thread pool; threads left spinning after one run take the cores from the next (measured on 2
+    # cores: a webcam frame's detection and classification 186 ms with spinning, 80 ms without).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -140,12 +145,12 @@ class Predictor:
     def __init__(self, model_dir: str | Path, threads: int = 0):
         self.model_dir = Path(model_dir)
         self.manifest = load_manifest(self.model_dir)
-        options = session_options(threads)
+        self.options = session_options(threads)
         classifier = self.manifest["classifier"]
-        self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), options,
+        self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), self.options,
                                             providers=["CPUExecutionProvider"])
         self.rule = rule_from_manifest(self.manifest)
-        self.detector = self.rule.detector(self.model_dir, options)
+        self.detector = self.rule.detector(self.model_dir, self.options)
         self.classes = self.manifest["classes"]
         self.reasons = self.manifest["reasons"]
         self.preprocessing = classifier["preprocessing"]
@@ -154,19 +159,32 @@ class Predictor:
         self.colormap = np.array([[int(entry[i:i + 2], 16) for i in (1, 3, 5)]
                                   for entry in self.manifest["drawing"]["colormap"]], dtype=np.uint8)
 
-    def classify(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Network input [N, 3, S, S] -> every graph output, by name."""
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, {self.manifest["classifier"]["input"]["name"]: inputs})))
+    @functools.cached_property
+    def live_session(self) -> ort.InferenceSession:
+        """The webcam mode's forward-only graph (block8 only), opened on first use."""
+        live = self.manifest["classifier"].get("live")
+        if live is None:
+            raise ModelIntegrityError(f"{self.model_dir / MANIFEST_NAME} has no live classifier "
+                                      "(an export from before it): run masklens-export again")
+        return ort.InferenceSession(str(self.model_dir / live["file"]), self.options,
+                                    providers=["CPUExecutionProvider"])
 
-    def predict_crops(self, crops: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-        """uint8 crops [N, S, S, 3] -> per crop (class probabilities, reason probabilities, coarse maps)."""
-        outputs = self.classify(normalize_crops(crops, self.preprocessing))
+    def classify(self, inputs: np.ndarray, live: bool = False) -> dict[str, np.ndarray]:
+        """Network input [N, 3, S, S] -> every output of the full graph, or of the live one, by name."""
+        session = self.live_session if live else self.session
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, {self.manifest["classifier"]["input"]["name"]: inputs})))
+
+    def predict_crops(self, crops: np.ndarray, live: bool = False) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+        """uint8 crops [N, S, S, 3] -> per crop (class probabilities, reason probabilities, coarse maps);
+        ``live``: through the webcam mode's graph, whose maps are block8's only."""
+        outputs = self.classify(normalize_crops(crops, self.preprocessing), live)
         probabilities = softmax(outputs["logits"])
         reason_probabilities = softmax(outputs["reason_logits"])
+        layers = self.manifest["classifier"]["live"]["target_layers"] if live else self.layers
         maps = {layer: np.stack([gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
-                                 for k in range(len(self.classes))], axis=1) for layer in self.layers}
-        return [(probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in self.layers})
+                                 for k in range(len(self.classes))], axis=1) for layer in layers}
+        return [(probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in layers})
                 for i in range(len(crops))]
 
     def predict_photo(self, rgb: np.ndarray, whole_image: bool = False) -> list[FaceResult]:

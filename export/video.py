@@ -5,7 +5,8 @@
 Every frame goes through the browser's live step: faces found with the manifest's ``face_detector``
 rule on the frame scaled down to the ``live`` section's ``detect_max_side``, looking for faces of its
 ``min_face_size`` frame pixels, boxes matched to tracks (``Tracker.update``), each
-face's crop classified and added to its track's window (``Tracker.observe``), the track's label the
+face's crop classified (by the webcam mode's forward-only graph, ``classifier.live`` in the manifest)
+and added to its track's window (``Tracker.observe``), the track's label the
 window's mean (``Tracker.label``). So the same video gives the same per-track classes here and in the
 webcam mode. One difference, by design: to keep up in real time the browser re-classifies a tracked
 face only every 200 ms (``site/js/live.js``), where this classifies every face in every frame, so the
@@ -51,7 +52,7 @@ from tqdm import tqdm
 from training.cli import parse_config
 
 from .framing import crop_face
-from .predict import ModelIntegrityError, Predictor, session_options
+from .predict import ModelIntegrityError, Predictor
 from .tracking import LiveRule, Tracker
 from .y4m import write_y4m
 
@@ -86,9 +87,9 @@ class LivePredictor:
                                       "(an export from before video support): run masklens-export again")
         self.live = LiveRule(**manifest["live"])
         # The photo rule without the second look for small faces, which would double the cost of an empty
-        # frame; the smallest face, in pixels of the scaled-down frame, is set on the detector per frame.
+        # frame; the smallest face, in pixels of the scaled-down frame, is given per frame.
         self.rule = dataclasses.replace(self.predictor.rule, retry_min_face_size=None)
-        self.detector = self.rule.detector(self.predictor.model_dir, session_options(threads))
+        self.detector = self.predictor.detector
         self.tracker = Tracker(self.live, self.predictor.classes, self.predictor.reasons)
         self.min_face_size = self.live.min_face_size  # in frame pixels
 
@@ -98,11 +99,10 @@ class LivePredictor:
         small = Image.fromarray(rgb)
         small.thumbnail((self.live.detect_max_side, self.live.detect_max_side), Image.Resampling.BILINEAR)
         height, width = rgb.shape[:2]
-        self.detector.min_face_size = self.min_face_size * small.width / width
         scale = np.array([width / small.width, height / small.height] * 2)
         # float32 boxes, as the browser rounds them, so that both crop the same pixels.
         return [dataclasses.replace(face, box=(face.box * scale).astype(np.float32))
-                for face in self.rule.find(self.detector, np.asarray(small))]
+                for face in self.rule.find(self.detector, np.asarray(small), self.min_face_size * small.width / width)]
 
     def step(self, rgb: np.ndarray) -> list[SeenTrack]:
         """One RGB frame [H, W, 3] -> the tracks of the faces found in it, in detection order."""
@@ -111,7 +111,7 @@ class LivePredictor:
         if faces:
             size = self.predictor.preprocessing["size"]
             crops = np.stack([crop_face(rgb, face.box, self.predictor.framing, size) for face in faces])
-            for track, (probabilities, reason_probabilities, _) in zip(tracks, self.predictor.predict_crops(crops)):
+            for track, (probabilities, reason_probabilities, _) in zip(tracks, self.predictor.predict_crops(crops, live=True)):
                 self.tracker.observe(track, probabilities, reason_probabilities)
         return [SeenTrack(track.id, track.box, self.tracker.label(track)) for track in tracks]
 

@@ -12,25 +12,19 @@ that fails.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import importlib.util
-import http.server
 import os
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from export.chromium import CHROMIUM, CHROMIUM_ARGS, serving
 from export.predict import Predictor, open_photo
 
 from .conftest import REPO, assert_same_faces, shared_data_or_skip
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 60_000
 # Three photos of ../shared/data/real-photos/test/without_mask in which MTCNN finds one face each.
 SEVERAL_FACES = ("without_mask_00002.jpg", "without_mask_00006.jpg", "without_mask_00012.jpg")
@@ -64,23 +58,6 @@ def build_site(models: Path, out: Path, results: Path | None = None) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.build(models, out, results)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextlib.contextmanager
-def serving(folder: Path):
-    """The folder served on a free local port; yields its base URL."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -249,16 +249,20 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     assert context["live_benchmark"] is None
     assert "Real time" not in render_template(TEMPLATES / "results.md.j2", context)
     assert "What it looks like" not in render_template(TEMPLATES / "try.md.j2", context)
-    scene = {"faces": 1, "browser_over_native": 1.67,
-             "browser": {"threads": 2, "isolated": True, "overlay_fps": 5.46, "classifications_per_face": 1.7,
-                         "min_face_size": 80, "frame_ms": 358.9, "detect_ms": 90.1, "faces_tracked": 1,
-                         "classify_ms_per_face": 268.8},
-             "native": {"frame_ms": 215.1, "detect_ms": 70.0, "faces_found": 1, "classify_ms_per_face": 145.1}}
+    scene = {"faces": 1, "browser_over_native": 2.95,
+             "browser": {"threads": 2, "isolated": True, "overlay_fps": 32.84, "detections_per_second": 1.66,
+                         "classifications_per_face": 3.53, "min_face_size": 80, "frame_ms": 279.3, "detect_ms": 103.9,
+                         "faces_tracked": 1, "classify_ms_per_face": 175.4},
+             "native": {"frame_ms": 94.8, "detect_ms": 61.9, "faces_found": 1, "classify_ms_per_face": 33.0}}
     context["live_benchmark"] = {"scenes": {"1": scene}, "chromium": "150.0", "classify_interval_ms": 200,
-                                 "classify_share": 0.5, "machine": {"cpu": "CPU X", "cores": 2},
+                                 "classify_share": 0.8, "detect_interval_ms": 500, "machine": {"cpu": "CPU X", "cores": 2},
                                  "live": {"iou_threshold": 0.3, "window": 5, "min_face_size": 40.0}}
     page = render_template(TEMPLATES / "results.md.j2", context)
-    assert "| 1 | 5.5 | 1.7 | 80 px | 358.9 ms (90.1 + 1 × 268.8) | 215.1 ms (70.0 + 1 × 145.1) | 1.67× |" in page
-    assert "at most every 200 ms" in page and "at most 50% of the time" in page
+    assert "| 1 | 32.8 | 1.7 | 3.5 | 80 px | 279.3 ms (103.9 + 1 × 175.4) | 94.8 ms (61.9 + 1 × 33.0) | 2.95× |" in page
+    assert "every\n500 ms" in page and "at most every 200 ms" in page and "at most 80% of the time" in page
+    assert "(here\nmet: 32.8)" in page and "(not met:\n3.5 with one face)" in page and "(not met: 2.95×)" in page
+    assert "A classification takes 175.4 ms" in page and "is\nwithin 1.7×." in page
+    scene["browser_over_native"] = 1.9
+    assert "A classification takes" not in render_template(TEMPLATES / "results.md.j2", context)
     context["figures"] = [*context["figures"], "app-desktop.png", "app-phone.png"]
     assert "../results/figures/app-phone.png" in render_template(TEMPLATES / "try.md.j2", context)

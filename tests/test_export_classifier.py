@@ -207,3 +207,17 @@ def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
     assert int8_path.stat().st_size < 0.3 * path.stat().st_size
     images = random_images(2)
     assert_close_to(run(path, images), run(int8_path, images), tolerance=0.15)
+
+
+@pytest.mark.slow
+def test_weight_formats_are_compared_on_a_whole_split(model, tiny_tree, tmp_path):
+    """masklens-export --weights auto: every format exported and measured against fp32; the smallest within bounds ships."""
+    from export.build import ExportConfig, compare_formats
+
+    report = compare_formats(model, ExportConfig(data_root=str(tiny_tree), threads=1), tmp_path)
+    assert report["images"] == 12 and list(report["formats"]) == ["fp32", "fp16", "int8"]
+    fp32 = report["formats"]["fp32"]
+    assert fp32["same_class_as_fp32"] == 1.0 and fp32["max_probability_difference"] == 0.0 and fp32["within_bounds"]
+    passing = [w for w, entry in report["formats"].items() if entry["within_bounds"]]
+    assert report["chosen"] == min(passing, key=lambda w: report["formats"][w]["bytes"])
+    assert report["formats"]["int8"]["bytes"] < report["formats"]["fp16"]["bytes"] < fp32["bytes"]

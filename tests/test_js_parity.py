@@ -213,8 +213,9 @@ def test_tracking_matches_python(tmp_path):
 
 
 def test_live_faces_match_the_video_predictor(model_dir, tmp_path):
-    """The webcam mode's detection on a scaled-down frame and its crops (pipeline.js) equal
-    export/video.py's LivePredictor on the same frames."""
+    """The webcam mode's detection on a scaled-down frame, its crops and the live classifier's outputs
+    (pipeline.js, onnxruntime-web with external weights) equal export/video.py's LivePredictor on the
+    same frames."""
     from export.video import LivePredictor
 
     faces = [np.asarray(Image.open(p).convert("RGB").resize((200, 200)))
@@ -228,10 +229,34 @@ def test_live_faces_match_the_video_predictor(model_dir, tmp_path):
         found = live.find_faces(frame)
         assert len(js_faces) == len(found) >= 1
         crops = np.stack([crop_face(frame, face.box, live.predictor.framing, 160) for face in found])
-        for face, js, (probabilities, _, _) in zip(found, js_faces, live.predictor.predict_crops(crops)):
+        for face, js, (probabilities, _, maps) in zip(found, js_faces, live.predictor.predict_crops(crops, live=True)):
             assert iou(js["box"], face.box) >= 0.99
             np.testing.assert_allclose(js["crop_box"], crop_box_for_face(face.box, live.predictor.framing), atol=0.05)
             np.testing.assert_allclose(list(js["probabilities"].values()), probabilities, atol=1e-3)
+            assert list(js["heatmaps"]) == list(maps) == ["block8"]
+            np.testing.assert_allclose(js["heatmaps"]["block8"], maps["block8"], atol=0.02)
+
+
+def test_boxes_follow_a_moving_face_between_steps(tmp_path):
+    """follow.js on a holdout face sliding over a real photo (640 x 480): started from the face's box on the
+    first frame, the box it moves stays within 4 px (one gray pixel) of the face for 20 frames, longer
+    than a webcam step, at 5 px right and 2 px down per frame (150 px/s at 30 fps)."""
+    face_path = sorted(shared_data_or_skip("maskedface-net", "holdout", "covered").iterdir())[0]
+    face = np.asarray(Image.open(face_path).convert("RGB").resize((180, 180)))
+    photo = sorted(shared_data_or_skip("real-photos", "test", "without_mask").iterdir())[0]
+    background = np.asarray(Image.open(photo).convert("RGB").resize((640, 480)))
+    frames, truth = [], []
+    for k in range(21):
+        x, y = 100 + 5 * k, 120 + 2 * k
+        frame = background.copy()
+        frame[y:y + 180, x:x + 180] = face
+        frames.append(frame)
+        truth.append([x + 30, y + 30, x + 150, y + 170])
+    followed = run_driver({"op": "calls", "calls": [{"fn": "follow", "args": {
+        "frames": [encode_image(f) for f in frames], "boxes": [truth[0]]}}]}, tmp_path)[0]
+    assert len(followed) == 20
+    for k, [box] in enumerate(followed, 1):
+        assert np.abs(np.array(box) - truth[k]).max() <= 4, (k, box, truth[k])
 
 
 # --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------

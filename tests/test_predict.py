@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from PIL import Image
@@ -29,10 +30,33 @@ def test_manifest_describes_the_models(model_dir):
     session = ort.InferenceSession(str(model_dir / classifier["file"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [classifier["input"]["name"]]
     assert {o.name for o in session.get_outputs()} == set(classifier["outputs"])
-    assert set(manifest["files"]) == {"classifier.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
+    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
+    live = classifier["live"]
+    assert live["file"] == "classifier-live.onnx" and live["weights_file"] == "classifier.onnx"
+    assert live["target_layers"] == ["block8"] and live["maps"] == {"block8": [3, 3]}
+    assert live["max_difference_from_full"] <= 1e-4
     assert len(manifest["drawing"]["colormap"]) == 256
     assert manifest["drawing"]["colormap"][0] == "#000080" and manifest["drawing"]["colormap"][255] == "#800000"
     assert manifest["face_crop"]["framing"]["side"] > 1
+
+
+def test_live_classifier_reads_the_full_graphs_weights_and_gives_its_outputs(model_dir):
+    """The webcam mode's graph stores no weights of its own (they are read from classifier.onnx), and
+    its outputs are the full graph's, faster."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    live = manifest["classifier"]["live"]
+    assert manifest["files"][live["file"]]["bytes"] < manifest["files"]["classifier.onnx"]["bytes"] / 20
+    proto = onnx.load(str(model_dir / live["file"]), load_external_data=False)
+    external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {"classifier.onnx"}
+    predictor = Predictor(model_dir, threads=1)
+    crops = np.random.default_rng(1).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
+    for (p, rp, maps), (live_p, live_rp, live_maps) in zip(predictor.predict_crops(crops),
+                                                           predictor.predict_crops(crops, live=True)):
+        np.testing.assert_allclose(live_p, p, atol=1e-5)
+        np.testing.assert_allclose(live_rp, rp, atol=1e-5)
+        assert list(live_maps) == ["block8"]
+        np.testing.assert_allclose(live_maps["block8"], maps["block8"], atol=1e-4)
 
 
 def test_predicts_faces_in_a_real_photo(model_dir, tmp_path):

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from export.chromium import CHROMIUM, CHROMIUM_ARGS, serving
 from export.predict import Predictor
 
 from .conftest import REPO, shared_data_or_skip
 from .scenes import FPS, PLACES, SCHEDULE, SEGMENT_FRAMES, expected_classes, make_scene, runs
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _skip_or_fail, build_site, serving
+from .test_browser import TIMEOUT_MS, _skip_or_fail, build_site
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +114,8 @@ def test_webcam_labels_follow_the_scene_and_stop_releases_the_camera(scene, ship
     assert shown_after_stop == 0
     assert not errors, errors
     assert live["steps"] >= 20, live["steps"]
+    # Besides each step's, the overlay is redrawn at every camera frame (follow.js moves the boxes between steps).
+    assert len(live["redraws"]) > live["steps"] and live["detections"] > 0, (len(live["redraws"]), live["steps"])
     per_place = {p: [] for p in range(len(PLACES))}
     ids = {p: set() for p in range(len(PLACES))}
     for step in live["log"]:

@@ -1,6 +1,7 @@
 // The page: wires the inputs (file picker, drag and drop, paste, phone camera) to session.js, the
 // webcam mode (camera.js, live.js) to the same worker, and shows what comes back with drawing.js.
-// Holds no model logic.
+// In the webcam mode the overlay is redrawn at every video frame, its boxes moved with the faces
+// (follow.js) between the worker's steps. Holds no model logic.
 //
 // For tests and debugging, after every finished check the page sets
 //   document.body.dataset.state: "loading" | "ready" | "working" | "result" | "noface" | "error"
@@ -10,10 +11,12 @@
 //              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
 //   document.body.dataset.backend / .threads: what runs the models once they are loaded ("wasm", "2")
 //   document.body.dataset.camera: "on" while the webcam mode runs, "off" after it stopped
-//   window.__masklens_live: {steps, fps, classifications, minFaceSize, classifyIntervalMs, classifyShare,
-//     tracks: [{id, box, class,
-//     probabilities}], log: [{t, timing, minFaceSize, tracks: [{id, box, class}]}]} (t: ms since the camera
-//     started; timing: live.js's; the last LIVE_LOG_STEPS steps)
+//   window.__masklens_live: {steps, fps, detections, overlayFps, classifications, minFaceSize,
+//     classifyIntervalMs, classifyShare, detectIntervalMs, tracks: [{id, box, class, probabilities}],
+//     log: [{t, timing, minFaceSize, tracks: [{id, box, class}]}], redraws: [t]} (t: ms since the camera
+//     started; fps, detections: steps and detection steps per second; overlayFps: overlay redraws per
+//     second; timing: live.js's; the
+//     last LIVE_LOG_STEPS steps and redraws)
 //
 // Cross-origin isolation: hosts such as GitHub Pages cannot send the COOP/COEP headers that
 // SharedArrayBuffer (and so onnxruntime's threads) needs; ../coi-sw.js adds them. On the first visit
@@ -22,7 +25,8 @@
 
 import { closeCamera, openCamera } from './camera.js';
 import { drawImage, drawLive, drawPhoto, heatmapOverlay } from './drawing.js';
-import { CLASSIFY_INTERVAL_MS, CLASSIFY_SHARE, LiveLoop } from './live.js';
+import { FOLLOW_WIDTH, Follower, grayFrame } from './follow.js';
+import { CLASSIFY_INTERVAL_MS, CLASSIFY_SHARE, DETECT_INTERVAL_MS, LiveLoop, RateMeter } from './live.js';
 import { Session } from './session.js';
 
 const MODELS_URL = new URL('../models/', import.meta.url).href;
@@ -64,7 +68,7 @@ let current = null; // {photo, faces, wholeImage}
 let selected = -1;
 let lastBlob = null;
 let busy = false;
-let camera = null; // {stream, loop, started} while the webcam mode runs
+let camera = null; // {stream, loop, started, follower, redraws, view, grabbed, small} while the webcam mode runs
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -254,17 +258,62 @@ function wireInputs() {
   document.addEventListener('visibilitychange', () => { if (document.hidden) stopCamera(); });
 }
 
-/** The video's current frame, or null before the camera delivers one. */
-async function grabFrame() {
+/** A video frame (or a bitmap of one) as follow.js's small gray frame. */
+function grayOf(source, width, height, current) {
+  const small = [FOLLOW_WIDTH, Math.max(1, Math.round((height * FOLLOW_WIDTH) / width))];
+  if (current.small?.width !== small[0] || current.small?.height !== small[1]) current.small = new OffscreenCanvas(...small);
+  const context = current.small.getContext('2d', { willReadFrequently: true });
+  context.drawImage(source, 0, 0, ...small);
+  return grayFrame(context.getImageData(0, 0, ...small));
+}
+
+/** The video's current frame, or null before the camera delivers one; its gray copy is kept for the follower. */
+async function grabFrame(current) {
   const { video } = ui;
   if (video.readyState < HTMLMediaElement.HAVE_CURRENT_DATA || !video.videoWidth) return null;
-  return createImageBitmap(video);
+  const frame = await createImageBitmap(video);
+  current.grabbed = grayOf(frame, frame.width, frame.height, current);
+  return frame;
+}
+
+/** Draws the overlay: the last step's labels on these tracks' boxes. */
+function redraw(current, tracks) {
+  const { view } = current;
+  drawLive(ui.overlay, { ...view, tracks }, manifest, { heatmapLayer: ui.liveHeatmap.checked ? manifest.classifier.live.target_layers[0] : null });
+  const t = performance.now();
+  current.redraws.tick(t);
+  const fps = current.redraws.rate(t);
+  const text = `${fps.toFixed(1)} fps · faces looked for ${view.detections.toFixed(1)}/s · ${view.classifications.toFixed(1)} checks/s per face`;
+  if (ui.liveFps.textContent !== text) ui.liveFps.textContent = text;
+  const state = window.__masklens_live;
+  state.overlayFps = fps;
+  state.redraws.push(t - current.started);
+  if (state.redraws.length > LIVE_LOG_STEPS) state.redraws.shift();
+}
+
+/** At every new video frame, moves the boxes with the faces and redraws, until the camera stops. */
+function followFrames(current) {
+  const { video } = ui;
+  const next = () => {
+    if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
+    else requestAnimationFrame(onFrame);
+  };
+  const onFrame = () => {
+    if (camera !== current) return;
+    if (current.view && video.videoWidth) {
+      redraw(current, current.follower.follow(grayOf(video, video.videoWidth, video.videoHeight, current)));
+    }
+    next();
+  };
+  next();
 }
 
 function showLive(view, current) {
   if (camera !== current) return; // a step that finished after the camera was stopped
-  drawLive(ui.overlay, view, manifest, { heatmapLayer: ui.liveHeatmap.checked ? manifest.classifier.target_layers[0] : null });
-  ui.liveFps.textContent = `${view.fps.toFixed(1)} fps · ${view.classifications.toFixed(1)} checks/s per face`;
+  current.view = view;
+  current.follower.reset(current.grabbed, view.tracks, FOLLOW_WIDTH / view.width);
+  // The step's boxes are where the faces were when its frame was taken: draw them where they are now.
+  redraw(current, current.follower.follow(grayOf(ui.video, ui.video.videoWidth, ui.video.videoHeight, current)));
   const labelled = view.tracks.filter((track) => track.label);
   const summary = labelled.map((track) => `Face ${track.id}: ${track.label.class}`).join('. ');
   if (ui.liveStatus.textContent !== summary) ui.liveStatus.textContent = summary; // announced on change only
@@ -284,7 +333,9 @@ function showLive(view, current) {
   const t = performance.now() - current.started;
   const tracks = labelled.map((track) => ({ id: track.id, box: Array.from(track.box), class: track.label.class }));
   state.steps += 1;
-  Object.assign(state, { fps: view.fps, classifications: view.classifications, minFaceSize: view.minFaceSize });
+  Object.assign(state, {
+    fps: view.fps, detections: view.detections, classifications: view.classifications, minFaceSize: view.minFaceSize,
+  });
   state.tracks = labelled.map((track, i) => ({ ...tracks[i], probabilities: track.label.probabilities }));
   state.log.push({ t, timing: view.timing, minFaceSize: view.minFaceSize, tracks });
   if (state.log.length > LIVE_LOG_STEPS) state.log.shift();
@@ -307,18 +358,29 @@ async function startCamera() {
     ui.cameraStart.disabled = false;
     return;
   }
-  const current = { stream, started: performance.now() };
-  current.loop = new LiveLoop({ session, manifest, grabFrame, onUpdate: (view) => showLive(view, current) });
+  const current = { stream, started: performance.now(), follower: new Follower(), redraws: new RateMeter(), view: null };
+  current.loop = new LiveLoop({
+    session,
+    manifest,
+    grabFrame: () => grabFrame(current),
+    followBoxes: (tracks) => {
+      const followed = new Map(current.follower.follow(current.grabbed).map((track) => [track.id, track.box]));
+      return tracks.map((track) => followed.get(track.id) ?? track.box);
+    },
+    onUpdate: (view) => showLive(view, current),
+  });
   camera = current;
   window.__masklens_live = {
-    steps: 0, fps: 0, classifications: 0, minFaceSize: manifest.live.min_face_size, classifyIntervalMs: CLASSIFY_INTERVAL_MS, classifyShare: CLASSIFY_SHARE,
-    tracks: [], log: [],
+    steps: 0, fps: 0, detections: 0, overlayFps: 0, classifications: 0, minFaceSize: manifest.live.min_face_size,
+    classifyIntervalMs: CLASSIFY_INTERVAL_MS, classifyShare: CLASSIFY_SHARE, detectIntervalMs: DETECT_INTERVAL_MS,
+    tracks: [], log: [], redraws: [],
   };
   ui.liveView.hidden = false;
   ui.cameraStop.disabled = false;
   document.body.dataset.camera = 'on';
   // The track ends when the camera is unplugged or the permission is withdrawn.
   for (const track of stream.getVideoTracks()) track.addEventListener('ended', () => stopCamera());
+  followFrames(current);
   current.loop.run().catch((error) => {
     if (camera !== current) return;
     stopCamera();

@@ -5,7 +5,7 @@
 //   dropped, the longer side brought to at most inputLimits.max_side by Pillow's thumbnail).
 // analysePhoto(image, {manifest, runNet, wholeImage}) -> Promise<[face]>, highest detector score first
 //   image: {width, height, data} RGB or RGBA (imaging.js; alpha is dropped); manifest: the parsed manifest.json;
-//   runNet(name, data, dims): runs "pnet", "rnet", "onet" (mtcnn.js) and "classifier"
+//   runNet(name, data, dims): runs "pnet", "rnet", "onet" (mtcnn.js), "classifier" and "classifier_live"
 //     ([N, 3, S, S] -> logits, reason_logits and, per target layer L, L_activations and L_weights);
 //   wholeImage: treat the photo itself as one face crop, without the detector.
 //   face, with describe's keys (unrounded) so browser and CLI records read alike:
@@ -15,8 +15,9 @@
 //     reason_probabilities: {reason: p};
 //     heatmaps: {layer: {data: Float32Array, dims: [classes, h, w]}}, coarse maps in [0, 1];
 //     crop: the S x S RGB crop the classifier saw.
-// classifyFaces(image, faces, {manifest, runNet}) -> analysePhoto's faces for given detections
-//   ({box, score, landmarks}): the webcam mode classifies tracked faces with it.
+// classifyFaces(image, faces, {manifest, runNet, live}) -> analysePhoto's faces for given detections
+//   ({box, score, landmarks}): the webcam mode classifies tracked faces with it, live: true (the
+//   forward-only graph; heatmaps of manifest.classifier.live.target_layers only).
 // findLiveFaces(frame, runNet, manifest, minFaceSize) -> [{box, score}] of a webcam frame (export/tracking.py's
 //   rule; minFaceSize in frame pixels, by default manifest.live.min_face_size).
 // overlays(face, manifest) -> {layer: RGB image}: the predicted class's heatmap on the crop.
@@ -41,16 +42,20 @@ function argmax(values) {
   return best;
 }
 
-/** Per crop: class probabilities, reason probabilities and coarse maps per layer ([classes, h, w]). */
-async function predictCrops(crops, manifest, runNet) {
+/**
+ * Per crop: class probabilities, reason probabilities and coarse maps per layer ([classes, h, w]); live:
+ * through the webcam mode's forward-only graph ("classifier_live"), whose layers are manifest.classifier.live's.
+ */
+async function predictCrops(crops, manifest, runNet, live) {
   const { classifier, classes } = manifest;
   const input = normalizeCrops(crops, classifier.preprocessing);
-  const outputs = await runNet('classifier', input.data, input.dims);
+  const outputs = await runNet(live ? 'classifier_live' : 'classifier', input.data, input.dims);
+  const targetLayers = live ? classifier.live.target_layers : classifier.target_layers;
   const probabilities = softmax(outputs.logits);
   const reasonProbabilities = softmax(outputs.reason_logits);
   const reasons = outputs.reason_logits.dims[1];
   const maps = {};
-  for (const layer of classifier.target_layers) {
+  for (const layer of targetLayers) {
     const activations = outputs[`${layer}_activations`];
     const weights = outputs[`${layer}_weights`].data;
     maps[layer] = classes.map((_, k) => gradcamFromOutputs(activations.data, weights, activations.dims, k));
@@ -68,9 +73,9 @@ async function predictCrops(crops, manifest, runNet) {
 }
 
 /** Faces with their crops -> the faces described, each with class, probabilities, reason and heatmaps. */
-async function classifyCropped(faces, manifest, runNet) {
+async function classifyCropped(faces, manifest, runNet, live = false) {
   if (faces.length === 0) return [];
-  const predictions = await predictCrops(faces.map((face) => face.crop), manifest, runNet);
+  const predictions = await predictCrops(faces.map((face) => face.crop), manifest, runNet, live);
   const { classes, reasons } = manifest;
   return faces.map((face, i) => {
     const { probabilities, reasonProbabilities, heatmaps } = predictions[i];
@@ -91,7 +96,7 @@ async function classifyCropped(faces, manifest, runNet) {
 }
 
 /** Detected faces ({box, ...}) -> the same faces cropped as trained and classified (analysePhoto's faces). */
-export async function classifyFaces(image, faces, { manifest, runNet }) {
+export async function classifyFaces(image, faces, { manifest, runNet, live = false }) {
   const rgb = toRGB(image);
   const { framing } = manifest.face_crop;
   const size = manifest.classifier.preprocessing.size;
@@ -100,7 +105,7 @@ export async function classifyFaces(image, faces, { manifest, runNet }) {
     crop_box: cropBoxForFace(face.box, framing),
     crop: cropFace(rgb, face.box, framing, size),
   }));
-  return classifyCropped(cropped, manifest, runNet);
+  return classifyCropped(cropped, manifest, runNet, live);
 }
 
 /**

@@ -9,6 +9,7 @@
 //       (transferred), kept for the next live-classify; detect: find its faces (pipeline.js's
 //       findLiveFaces, smallest face minFaceSize frame pixels, default the manifest's live.min_face_size)
 //   {type: "live-classify", id, boxes}        classify the faces at these boxes of the last live frame
+//       (the live classifier: forward only, heatmaps of its target layers, block8)
 // Messages out:
 //   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
 //   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
@@ -29,7 +30,8 @@ import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
-const NETS = { pnet: 'pnet', rnet: 'rnet', onet: 'onet', classifier: 'classifier' };
+// In load order: the live classifier reads its weights from the classifier's bytes (ONNX external data).
+const NETS = ['pnet', 'rnet', 'onet', 'classifier', 'classifier_live'];
 
 ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
@@ -51,6 +53,7 @@ async function sha256(bytes) {
 
 function fileOf(manifest, net) {
   if (net === 'classifier') return manifest.classifier.file;
+  if (net === 'classifier_live') return manifest.classifier.live.file;
   const entry = manifest.face_detector?.nets?.[net];
   return entry?.file ?? `${net}.onnx`;
 }
@@ -102,11 +105,13 @@ async function load(modelsUrl) {
   if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
   const manifest = await response.json();
   const cache = await openCache();
-  const total = Object.values(NETS).reduce((sum, net) => sum + (manifest.files[fileOf(manifest, net)]?.bytes ?? 0), 0);
+  if (!manifest.classifier?.live) throw new PlainError('The model description has no webcam classifier; the site needs to be rebuilt.');
+  const total = NETS.reduce((sum, net) => sum + (manifest.files[fileOf(manifest, net)]?.bytes ?? 0), 0);
   let loaded = 0;
   let allCached = true;
   const sessions = {};
-  for (const net of Object.keys(NETS)) {
+  const bytesOf = {};
+  for (const net of NETS) {
     const file = fileOf(manifest, net);
     const expected = manifest.files[file];
     if (!expected) throw new PlainError(`The model description does not list ${file}; the site is incomplete.`);
@@ -126,7 +131,12 @@ async function load(modelsUrl) {
         } catch { /* quota full: keep going without caching */ }
       }
     }
-    sessions[net] = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    const options = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
+    if (net === 'classifier_live') {
+      options.externalData = [{ path: manifest.classifier.live.weights_file, data: bytesOf.classifier }];
+    }
+    sessions[net] = await ort.InferenceSession.create(bytes, options);
+    bytesOf[net] = bytes;
   }
   state = { manifest, runNet: createOrtRunner(ort, sessions) };
   return { manifest, fromCache: allCached, runtime: { backend: 'wasm', threads: THREADS } };
@@ -197,7 +207,7 @@ async function liveStep(message) {
   }
   if (!liveFrame) throw new PlainError('No camera frame yet.');
   const faces = await classifyFaces(liveFrame, message.boxes.map((box) => ({ box, score: null, landmarks: [] })),
-    { manifest, runNet });
+    { manifest, runNet, live: true });
   return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face) };
 }
 

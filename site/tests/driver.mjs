@@ -9,10 +9,12 @@
 //     size} (also answers crop_box), gradcam {activations, weights, dims, class_index, size},
 //     softmax {logits, dims}, normalize {crops, preprocessing}, overlay {crop, cam, colormap,
 //     image_weight}, track {rule, classes, reasons, rounds: [{boxes, probabilities, reason_probabilities}]}
-//     (per round: the track id of each box, the live track ids, each box's track label).
+//     (per round: the track id of each box, the live track ids, each box's track label), follow {frames,
+//     boxes} (follow.js from the boxes of frames[0], gray frames made as the page makes them but scaled
+//     with thumbnail: the boxes on each later frame).
 // - op "detect": {models, settings, photos: [image]} -> per photo the faces of findFaces.
 // - op "live": {models, frames: [image]} -> per frame the webcam mode's faces (findLiveFaces, then
-//     classifyFaces): box, crop_box, probabilities.
+//     classifyFaces through the live classifier): box, crop_box, probabilities, heatmaps (nested lists).
 // - op "analyse": {models, photos: [{image, whole_image}]} -> per photo analysePhoto's faces, with
 //     the manifest read from models/manifest.json; heatmaps as nested lists, crops as images.
 // The ONNX ops run onnxruntime-web's wasm backend on one thread.
@@ -22,6 +24,7 @@ import { join } from 'node:path';
 
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from '../js/gradcam.js';
 import { cropBoxForFace, cropFace, resizeBilinear, thumbnail } from '../js/imaging.js';
+import { FOLLOW_WIDTH, Follower, grayFrame } from '../js/follow.js';
 import { createOrtRunner, findFaces } from '../js/mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces } from '../js/pipeline.js';
 import { normalizeCrops } from '../js/preprocess.js';
@@ -52,6 +55,12 @@ const calls = {
   normalize: ({ crops, preprocessing }) => encode(normalizeCrops(crops.map(decodeImage), preprocessing).data),
   overlay: ({ crop, cam, colormap, image_weight: imageWeight }) =>
     encodeImage(overlayHeatmap(decodeImage(crop), floats(cam), parseColormap(colormap), imageWeight)),
+  follow: ({ frames, boxes }) => {
+    const gray = frames.map((frame) => grayFrame(thumbnail(decodeImage(frame), FOLLOW_WIDTH)));
+    const follower = new Follower();
+    follower.reset(gray[0], boxes.map((box) => ({ box, crop_box: null })), gray[0].width / frames[0].width);
+    return gray.slice(1).map((frame) => follower.follow(frame).map((track) => track.box));
+  },
   track: ({ rule, classes, reasons, rounds }) => {
     const tracker = new Tracker(rule, classes, reasons);
     return rounds.map(({ boxes, probabilities, reason_probabilities: reasonProbabilities }) => {
@@ -63,11 +72,22 @@ const calls = {
   },
 };
 
+/** Sessions over the model folder's files, as worker.js opens them (the live classifier's weights are
+ * external data read from the classifier's file). */
 async function ortRunner(models, names) {
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = 1;
   const sessions = {};
-  for (const name of names) sessions[name] = await ort.InferenceSession.create(join(models, `${name}.onnx`));
+  for (const name of names) {
+    if (name === 'classifier_live') {
+      const { live } = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8')).classifier;
+      const weights = await readFile(join(models, live.weights_file));
+      sessions[name] = await ort.InferenceSession.create(await readFile(join(models, live.file)),
+        { externalData: [{ path: live.weights_file, data: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength) }] });
+    } else {
+      sessions[name] = await ort.InferenceSession.create(join(models, `${name}.onnx`));
+    }
+  }
   return createOrtRunner(ort, sessions);
 }
 
@@ -87,13 +107,16 @@ const ops = {
   },
   live: async ({ models, frames }) => {
     const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
-    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier']);
+    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier_live']);
     const results = [];
     for (const frame of frames) {
       const image = decodeImage(frame);
       const faces = await findLiveFaces(image, runNet, manifest);
-      const classified = await classifyFaces(image, faces, { manifest, runNet });
-      results.push(classified.map(({ box, crop_box: cropBox, probabilities }) => ({ box, crop_box: cropBox, probabilities })));
+      const classified = await classifyFaces(image, faces, { manifest, runNet, live: true });
+      results.push(classified.map(({ box, crop_box: cropBox, probabilities, heatmaps }) => ({
+        box, crop_box: cropBox, probabilities,
+        heatmaps: Object.fromEntries(Object.entries(heatmaps).map(([layer, maps]) => [layer, toList(maps)])),
+      })));
     }
     return results;
   },

@@ -29,7 +29,7 @@ test('dueTracks: never classified first, then the stalest, only past the interva
 test('classifyInterval keeps classification to its share of the time when the classifier is slow', () => {
   assert.equal(classifyInterval(0), 200);
   assert.equal(classifyInterval(80), 200);
-  assert.equal(classifyInterval(300), 600);
+  assert.equal(classifyInterval(300), 375);
   assert.equal(classifyInterval(300, 200, 0.25), 1200);
 });
 
@@ -40,19 +40,18 @@ test('adaptFaceSize grows the smallest face when steps are slow, within bounds, 
   assert.equal(adaptFaceSize(50, 40, 60), 50);
 });
 
-test('LiveLoop follows faces, classifies them when due and labels them', async () => {
-  let clock = 0;
-  const frames = [[[0, 0, 50, 50]], [[2, 0, 52, 50], [200, 0, 250, 50]], [[3, 0, 53, 50], [201, 0, 251, 50]]];
-  const calls = [];
-  const session = {
+/** A fake session over scripted detections, a fake clock, and the calls made, for LiveLoop. */
+function fakeRig(frames, { detectMs = 30, classifyMs = 40 } = {}) {
+  const rig = { clock: 0, calls: [], views: [], next: 0 };
+  rig.session = {
     liveFrame: async (frame, options) => {
-      calls.push(['frame', options.detect]);
-      clock += 30;
-      return { width: 320, height: 240, faces: frames[frame.index].map((box) => ({ box, score: 0.99 })) };
+      rig.calls.push(['frame', options.detect]);
+      if (options.detect) rig.clock += detectMs;
+      return { width: 320, height: 240, faces: options.detect ? frames[frame.index].map((box) => ({ box, score: 0.99 })) : null };
     },
     liveClassify: async (boxes) => {
-      calls.push(['classify', boxes.length]);
-      clock += 40;
+      rig.calls.push(['classify', boxes.length]);
+      rig.clock += classifyMs;
       return boxes.map((box) => ({
         probabilities: box[0] < 100 ? { covered: 0.8, incorrect: 0.1, uncovered: 0.1 } : { covered: 0.1, incorrect: 0.1, uncovered: 0.8 },
         reason_probabilities: { nose: 0.3, chin: 0.3, nose_and_mouth: 0.4 },
@@ -61,22 +60,52 @@ test('LiveLoop follows faces, classifies them when due and labels them', async (
       }));
     },
   };
-  let next = 0;
-  const views = [];
+  rig.options = {
+    session: rig.session, manifest, now: () => rig.clock, onUpdate: (view) => rig.views.push(view),
+    sleep: async (ms) => { rig.calls.push(['sleep', ms]); rig.clock += ms; },
+    grabFrame: async () => (rig.next < frames.length ? { index: rig.next++ } : null),
+  };
+  return rig;
+}
+
+test('LiveLoop detects while no face is tracked, then every DETECT_INTERVAL_MS; in between it follows and classifies', async () => {
+  const frames = [[[0, 0, 50, 50]], [], [], [[9, 0, 59, 50], [201, 0, 251, 50]]];
+  const rig = fakeRig(frames);
+  const followed = [];
   const loop = new LiveLoop({
-    session, manifest, now: () => clock, onUpdate: (view) => views.push(view),
-    grabFrame: async () => (next < frames.length ? { index: next++ } : null),
+    ...rig.options,
+    followBoxes: (tracks) => { followed.push(tracks.map((t) => t.id)); return tracks.map((t) => t.box.map((v, i) => (i % 2 ? v : v + 1))); },
   });
-  assert.equal(await loop.step(), true);
-  assert.equal(await loop.step(), true);
-  assert.equal(await loop.step(), true);
-  assert.equal(await loop.step(), false);
-  // Step 1 classifies face 1, step 2 only the new face 2 (face 1 is not due yet), step 3 none.
-  assert.deepEqual(calls, [['frame', true], ['classify', 1], ['frame', true], ['classify', 1], ['frame', true]]);
-  const last = views.at(-1);
+  while (await loop.step());
+  // Frame 0 (t = 0): detect, classify face 1. No detection is due for 500 ms: frames 1 and 2 are classify
+  // steps on followed boxes, each after a wait until face 1 is due again (every 200 ms), and frame 3
+  // comes at the detection interval, where the second face is found and classified.
+  assert.deepEqual(rig.calls.filter(([kind]) => kind !== 'sleep'), [
+    ['frame', true], ['classify', 1], ['frame', false], ['classify', 1], ['frame', false], ['classify', 1],
+    ['frame', true], ['classify', 1]]);
+  assert.deepEqual(rig.calls.filter(([kind]) => kind === 'sleep').map(([, ms]) => ms), [130, 160, 60, 30]);
+  assert.deepEqual(followed, [[1], [1]]);
+  const last = rig.views.at(-1);
   assert.deepEqual(last.tracks.map((t) => [t.id, t.label.class]), [[1, 'covered'], [2, 'uncovered']]);
-  assert.deepEqual(last.tracks[0].box, [3, 0, 53, 50]);
-  assert.ok(last.fps > 0);
+  assert.deepEqual(last.tracks[0].box, [9, 0, 59, 50]);
+  assert.ok(last.fps > 0 && last.detections > 0);
+  // Classify steps say they did not detect.
+  assert.ok(rig.views.some((view) => view.timing.detectMs === null && view.timing.classified === 1));
+});
+
+test('LiveLoop moves tracked boxes to the followed ones and classifies there', async () => {
+  const frames = [[[0, 0, 50, 50]], [[0, 0, 50, 50]]];
+  const rig = fakeRig(frames, { classifyMs: 250 });
+  const classified = [];
+  const session = { ...rig.session, liveClassify: async (boxes) => { classified.push(boxes); return rig.session.liveClassify(boxes); } };
+  const loop = new LiveLoop({ ...rig.options, session, followBoxes: (tracks) => tracks.map(() => [20, 10, 70, 60]) });
+  assert.equal(await loop.step(), true);
+  // A slow classifier (250 ms) spaces classifications to 250 / CLASSIFY_SHARE ms: the loop waits first.
+  assert.equal(await loop.step(), true);
+  assert.equal(rig.calls.at(-1)[0], 'sleep');
+  assert.equal(await loop.step(), true);
+  assert.deepEqual(classified, [[[0, 0, 50, 50]], [[20, 10, 70, 60]]]);
+  assert.deepEqual(rig.views.at(-1).tracks[0].box, [20, 10, 70, 60]);
 });
 
 test('camera errors are told in plain words; closing stops every track', async () => {

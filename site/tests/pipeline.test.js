@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { analysePhoto, overlays, preparePhoto } from '../js/pipeline.js';
+import { analysePhoto, classifyFaces, overlays, preparePhoto } from '../js/pipeline.js';
 
 const manifest = {
   classes: ['covered', 'incorrect', 'uncovered'],
   reasons: ['nose', 'chin', 'nose_and_mouth'],
   classifier: {
     target_layers: ['block8'],
+    live: { target_layers: ['block8'] },
     preprocessing: { size: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
   },
   face_detector: { min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709, padding: 0.3, fallback_threshold: null },
@@ -72,4 +73,15 @@ test('preparePhoto drops alpha, shrinks to the longest side and refuses huge pho
   const photo = preparePhoto(image, { max_side: 100, max_pixels: 1e6 });
   assert.deepEqual([photo.width, photo.height, photo.data.length], [100, 33, 100 * 33 * 3]);
   assert.throws(() => preparePhoto(image, { max_side: 100, max_pixels: 20000 }), /photo too large: 300 x 100/);
+});
+
+test('live classification runs the live graph on all faces at once', async () => {
+  const seen = [];
+  const image = { width: 20, height: 20, data: new Uint8ClampedArray(20 * 20 * 3).fill(90) };
+  const boxes = [[2, 2, 8, 8], [10, 10, 18, 18]];
+  const faces = await classifyFaces(image, boxes.map((box) => ({ box, score: null, landmarks: [] })),
+    { manifest, runNet: fakeClassifier(seen), live: true });
+  assert.deepEqual(seen, [{ name: 'classifier_live', dims: [2, 3, 4, 4] }]);
+  assert.deepEqual(faces.map((face) => [face.class, Object.keys(face.heatmaps)]), [['incorrect', ['block8']], ['incorrect', ['block8']]]);
+  assert.deepEqual(faces.map((face) => face.box), boxes);
 });
