@@ -31,3 +31,10 @@ def serving(folder: Path) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# WebGPU without a GPU: SwiftShader, Chromium's software Vulkan, behind the adapter (a fallback adapter,
+# which the app uses only when asked for with ?backend=webgpu). Replaces --disable-gpu.
+WEBGPU_ARGS = [*(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"), "--enable-unsafe-webgpu",
+               "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-webgpu-adapter=swiftshader",
+               "--enable-unsafe-swiftshader"]

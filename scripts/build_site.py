@@ -5,7 +5,7 @@
 
 Layout of the result: the MkDocs pages at the root; the app at ``app/`` (index.html, coi-sw.js, js/, css/), its
 models at ``app/models/`` (manifest.json and the files it lists, nothing else) and onnxruntime-web's
-wasm build at ``app/ort/`` (the ES module entry and the wasm files its loader fetches), all served
+wasm and WebGPU builds at ``app/ort/`` (the ES module entries and the wasm files their loaders fetch), all served
 from the same origin: the site loads nothing from anywhere else. ``--results`` is the results folder
 the write-up is rendered from (default: ``results``, or $MASKLENS_RESULTS).
 """
@@ -23,8 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SITE_SOURCE = REPO / "site"
 ORT_DIST = SITE_SOURCE / "node_modules" / "onnxruntime-web" / "dist"
-# The ESM entry of the wasm-only build and what its loader imports and fetches (wasm backend, no JSEP).
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# The ESM entries of the wasm-only build and of the WebGPU build (for browsers with a GPU adapter, see
+# site/js/worker.js), and what their loaders import and fetch.
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+             "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
 # coi-sw.js: the service worker that makes the app cross-origin isolated (threads), at the app's root so
 # that its scope is the app.
 APP_FILES = ("index.html", "coi-sw.js")

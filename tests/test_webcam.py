@@ -16,9 +16,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from export.chromium import CHROMIUM, CHROMIUM_ARGS, serving
+from export.chromium import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, serving
 from export.predict import Predictor
 
 from .conftest import REPO, shared_data_or_skip
@@ -79,13 +80,13 @@ def _playwright():
     return sync_playwright()
 
 
-def _open_app(context, server):
+def _open_app(context, server, query: str = ""):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     page.add_init_script(RECORD_STREAMS)
-    page.goto(f"{server}/app/")
+    page.goto(f"{server}/app/{query}")
     page.wait_for_selector("body[data-state=ready]", state="attached", timeout=TIMEOUT_MS)
     return page, errors
 
@@ -176,3 +177,49 @@ def test_screenshots_of_a_check_for_the_docs(scene, shipped_server, tmp_path):
             with Image.open(path) as image:
                 assert image.width == viewport["width"] * scale and image.height > viewport["height"]
         browser.close()
+
+
+def test_webgpu_runs_the_webcam_classifier_with_the_answers_of_wasm(shipped_server, tmp_path):
+    """Chromium's software WebGPU (SwiftShader) stands in for a GPU. Being a fallback adapter, the app
+    leaves it alone unless asked (?backend=webgpu); asked, the webcam mode's classifier runs on it, and
+    its first classification of a still face (found by the same detection in both runs) has the
+    probabilities the wasm backend gives in the same browser, within 1e-3 (wasm against Python is
+    tests/test_js_parity.py's). Slow: software shaders take a while to compile."""
+    from PIL import Image
+
+    from export.y4m import compose, write_y4m
+
+    face = sorted(shared_data_or_skip("maskedface-net", "holdout", "covered").iterdir())[0]
+    still = compose((640, 480), [(np.asarray(Image.open(face).convert("RGB").resize((256, 256))), 192, 112)])
+    video = tmp_path / "still.y4m"
+    write_y4m(video, [still] * 5, 5)
+    answers = {}
+    with _playwright() as playwright:
+        if not CHROMIUM.exists():
+            _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+            *WEBGPU_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        context = browser.new_context(permissions=["camera"])
+        for query in ("", "?backend=webgpu", "?backend=wasm"):
+            page, errors = _open_app(context, shipped_server, query)
+            backend = page.get_attribute("body", "data-backend")
+            tracks = []
+            if query:
+                page.click("#camera-start")
+                deadline = time.monotonic() + 300
+                while not tracks and time.monotonic() < deadline:
+                    time.sleep(2)
+                    tracks = next((step["tracks"] for step in page.evaluate("window.__masklens_live.log")
+                                   if step["tracks"]), [])
+                page.click("#camera-stop")
+            answers[query] = {"backend": backend, "tracks": tracks, "errors": errors}
+            page.close()
+        browser.close()
+    assert answers[""]["backend"] == "wasm"
+    gpu, cpu = answers["?backend=webgpu"], answers["?backend=wasm"]
+    assert gpu["backend"] == "webgpu" and cpu["backend"] == "wasm"
+    assert len(gpu["tracks"]) == len(cpu["tracks"]) == 1, (gpu["tracks"], cpu["tracks"])
+    assert gpu["tracks"][0]["class"] == cpu["tracks"][0]["class"] == "covered"
+    np.testing.assert_allclose(list(gpu["tracks"][0]["probabilities"].values()),
+                               list(cpu["tracks"][0]["probabilities"].values()), atol=1e-3)
+    assert not any(answer["errors"] for answer in answers.values()), answers

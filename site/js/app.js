@@ -9,11 +9,12 @@
 //   window.__masklens_last: {state, wholeImage, photo: {width, height}, error,
 //     faces: [{box, score, class, probabilities, reason, reason_probabilities,
 //              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
-//   document.body.dataset.backend / .threads: what runs the models once they are loaded ("wasm", "2")
+//   document.body.dataset.backend / .threads: what runs the webcam classifier once the models are loaded
+//     ("webgpu" or "wasm"; the other nets run on wasm) and the wasm threads ("2")
 //   document.body.dataset.camera: "on" while the webcam mode runs, "off" after it stopped
 //   window.__masklens_live: {steps, fps, detections, overlayFps, classifications, minFaceSize,
 //     classifyIntervalMs, classifyShare, detectIntervalMs, tracks: [{id, box, class, probabilities}],
-//     log: [{t, timing, minFaceSize, tracks: [{id, box, class}]}], redraws: [t]} (t: ms since the camera
+//     log: [{t, timing, minFaceSize, tracks: [{id, box, class, probabilities}]}], redraws: [t]} (t: ms since the camera
 //     started; fps, detections: steps and detection steps per second; overlayFps: overlay redraws per
 //     second; timing: live.js's; the
 //     last LIVE_LOG_STEPS steps and redraws)
@@ -331,12 +332,14 @@ function showLive(view, current) {
   }));
   const state = window.__masklens_live;
   const t = performance.now() - current.started;
-  const tracks = labelled.map((track) => ({ id: track.id, box: Array.from(track.box), class: track.label.class }));
+  const tracks = labelled.map((track) => ({
+    id: track.id, box: Array.from(track.box), class: track.label.class, probabilities: track.label.probabilities,
+  }));
   state.steps += 1;
   Object.assign(state, {
     fps: view.fps, detections: view.detections, classifications: view.classifications, minFaceSize: view.minFaceSize,
   });
-  state.tracks = labelled.map((track, i) => ({ ...tracks[i], probabilities: track.label.probabilities }));
+  state.tracks = tracks;
   state.log.push({ t, timing: view.timing, minFaceSize: view.minFaceSize, tracks });
   if (state.log.length > LIVE_LOG_STEPS) state.log.shift();
 }
@@ -444,6 +447,12 @@ async function isolate() {
   return true;
 }
 
+/** ?backend=webgpu or ?backend=wasm in the page's address asks for that backend (worker.js's chooseBackend). */
+function requestedBackend() {
+  const backend = new URLSearchParams(window.location.search).get('backend');
+  return backend === 'webgpu' || backend === 'wasm' ? backend : null;
+}
+
 async function start() {
   if (await isolate()) return;
   setState('loading');
@@ -457,14 +466,17 @@ async function start() {
       ui.progress.max = total || 1;
       ui.progress.value = loaded;
       ui.status.textContent = `Loading the models: ${formatBytes(loaded)} of ${formatBytes(total)}`;
-    });
+    }, { backend: requestedBackend() });
     manifest = ready.manifest;
     ui.explain.replaceChildren(...manifest.classes.map((name) => new Option(name, name)));
     const layers = new Set(manifest.classifier.target_layers);
     for (const option of [...ui.layer.options]) if (!layers.has(option.value)) option.remove();
     ui.modelInfo.textContent = `Model ${manifest.model_version}.`;
     const { backend, threads } = ready.runtime;
-    ui.runtimeInfo.textContent = `Runs on this device: ${backend}, ${threads} thread${threads === 1 ? '' : 's'}.`;
+    const wasm = `wasm, ${threads} thread${threads === 1 ? '' : 's'}`;
+    ui.runtimeInfo.textContent = backend === 'webgpu'
+      ? `Runs on this device: the webcam classifier on the GPU (WebGPU), the rest on ${wasm}.`
+      : `Runs on this device: ${wasm}.`;
     document.body.dataset.backend = backend;
     document.body.dataset.threads = String(threads);
     ui.progress.hidden = true;

@@ -2,8 +2,8 @@
 // promises. Message shapes are documented at the top of worker.js.
 //
 // const session = new Session(workerUrl)
-// await session.load(modelsUrl, onProgress) -> {manifest, fromCache, runtime: {backend, threads}};
-//   onProgress({loaded, total, file})
+// await session.load(modelsUrl, onProgress, {backend}) -> {manifest, fromCache, runtime: {backend, threads}};
+//   onProgress({loaded, total, file}); backend: "webgpu" or "wasm" to ask for one (worker.js), else null
 // await session.analyse(blob, {wholeImage}) -> {photo, faces, wholeImage}; rejects with an Error whose
 //   message is plain words (not an image, too large, ...)
 // await session.liveFrame(frame, {detect, minFaceSize}) -> {width, height, faces}: frame an ImageBitmap (transferred);
@@ -45,10 +45,10 @@ export class Session {
     this.pending.clear();
   }
 
-  load(modelsUrl, onProgress) {
+  load(modelsUrl, onProgress, { backend = null } = {}) {
     return new Promise((resolve, reject) => {
       this.loading = { resolve, reject, onProgress };
-      this.worker.postMessage({ type: 'load', modelsUrl });
+      this.worker.postMessage({ type: 'load', modelsUrl, backend });
     });
   }
 

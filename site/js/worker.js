@@ -3,7 +3,8 @@
 // every file comes from this site, and photos are only read from the Blob the page hands over.
 //
 // Messages in (from session.js):
-//   {type: "load", modelsUrl}                 absolute URL of the folder holding manifest.json
+//   {type: "load", modelsUrl, backend}        modelsUrl: absolute URL of the folder holding manifest.json;
+//       backend: "webgpu" or "wasm" to ask for one (see chooseBackend), else null
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
 //   {type: "live-frame", id, frame, detect, minFaceSize}   frame: an ImageBitmap of a webcam frame
 //       (transferred), kept for the next live-classify; detect: find its faces (pipeline.js's
@@ -13,7 +14,8 @@
 // Messages out:
 //   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
 //   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
-//       downloaded; runtime: {backend: "wasm", threads}: threads > 1 only when cross-origin isolated
+//       downloaded; runtime: {backend: "webgpu" | "wasm", threads}: the live classifier's backend (the
+//       other nets always run on wasm); threads > 1 only when cross-origin isolated
 //   {type: "result", id, photo, faces, wholeImage}
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
@@ -23,8 +25,13 @@
 //
 // Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
 // from the cache; a cached copy is checked against the sha256 again before use.
+//
+// onnxruntime-web comes in two builds, loaded on demand: the wasm-only one, and the WebGPU one (which
+// also runs wasm) for browsers with a hardware WebGPU adapter. There the webcam mode's classifier runs on
+// the GPU. The full classifier stays on wasm: its Grad-CAM backward pass routes gradients through max
+// pooling by the pooling's indices, an output onnxruntime's WebGPU MaxPool does not give (yet); and the
+// face detector's nets are tiny, with a new input size at every pyramid level.
 
-import * as ort from '../ort/ort.wasm.min.mjs';
 import { toRGB } from './imaging.js';
 import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
@@ -32,13 +39,10 @@ import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipe
 const CACHE_NAME = 'masklens-models-v1';
 // In load order: the live classifier reads its weights from the classifier's bytes (ONNX external data).
 const NETS = ['pnet', 'rnet', 'onet', 'classifier', 'classifier_live'];
-
-ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
+const GPU_NETS = new Set(['classifier_live']);
+const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-ort.env.wasm.numThreads = THREADS;
-ort.env.wasm.proxy = false;
-ort.env.logLevel = 'error';
 
 let state = null; // {manifest, runNet}
 let liveFrame = null; // the last webcam frame, RGB {width, height, data}
@@ -99,7 +103,34 @@ async function readModel(url, expected, cache, report) {
   return { bytes, cached: false };
 }
 
-async function load(modelsUrl) {
+/**
+ * "webgpu" when the browser has a WebGPU adapter, else "wasm". A software adapter (the browser's
+ * fallback, slower than wasm) is used only when asked for with requested "webgpu"; requested "wasm"
+ * never tries WebGPU.
+ */
+async function chooseBackend(requested) {
+  if (requested === 'wasm' || !self.navigator?.gpu) return 'wasm';
+  try {
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return 'wasm';
+    return adapter.info?.isFallbackAdapter && requested !== 'webgpu' ? 'wasm' : 'webgpu';
+  } catch {
+    return 'wasm';
+  }
+}
+
+async function loadRuntime(backend) {
+  const ort = await import(new URL(ORT_BUILDS[backend], import.meta.url).href);
+  ort.env.wasm.wasmPaths = new URL('../ort/', import.meta.url).href;
+  ort.env.wasm.numThreads = THREADS;
+  ort.env.wasm.proxy = false;
+  ort.env.logLevel = 'error';
+  return ort;
+}
+
+async function load(modelsUrl, requestedBackend) {
+  let backend = await chooseBackend(requestedBackend);
+  const ort = await loadRuntime(backend);
   const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
   const response = await fetch(new URL('manifest.json', base), { cache: 'no-cache' });
   if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
@@ -111,6 +142,13 @@ async function load(modelsUrl) {
   let allCached = true;
   const sessions = {};
   const bytesOf = {};
+  const create = (net, bytes, provider) => ort.InferenceSession.create(bytes, {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
+    ...(net === 'classifier_live'
+      ? { externalData: [{ path: manifest.classifier.live.weights_file, data: bytesOf.classifier }] } : {}),
+  });
   for (const net of NETS) {
     const file = fileOf(manifest, net);
     const expected = manifest.files[file];
@@ -131,15 +169,19 @@ async function load(modelsUrl) {
         } catch { /* quota full: keep going without caching */ }
       }
     }
-    const options = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
-    if (net === 'classifier_live') {
-      options.externalData = [{ path: manifest.classifier.live.weights_file, data: bytesOf.classifier }];
+    const provider = backend === 'webgpu' && GPU_NETS.has(net) ? 'webgpu' : 'wasm';
+    try {
+      sessions[net] = await create(net, bytes, provider);
+    } catch (error) {
+      if (provider !== 'webgpu') throw error;
+      // The GPU refused (out of memory, a lost device): the same build runs it on wasm.
+      backend = 'wasm';
+      sessions[net] = await create(net, bytes, 'wasm');
     }
-    sessions[net] = await ort.InferenceSession.create(bytes, options);
     bytesOf[net] = bytes;
   }
   state = { manifest, runNet: createOrtRunner(ort, sessions) };
-  return { manifest, fromCache: allCached, runtime: { backend: 'wasm', threads: THREADS } };
+  return { manifest, fromCache: allCached, runtime: { backend, threads: THREADS } };
 }
 
 /** An ImageBitmap's RGBA pixels {width, height, data}. */
@@ -216,7 +258,7 @@ const plain = (error, fallback) => (error instanceof PlainError ? error.message 
 async function handle(message) {
   if (message.type === 'load') {
     try {
-      const { manifest, fromCache, runtime } = await load(message.modelsUrl);
+      const { manifest, fromCache, runtime } = await load(message.modelsUrl, message.backend ?? null);
       self.postMessage({ type: 'ready', manifest, fromCache, runtime });
     } catch (error) {
       self.postMessage({ type: 'error', stage: 'load', message: plain(error, 'The models could not be loaded') });
