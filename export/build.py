@@ -2,7 +2,9 @@
 
 Into ``out_dir``: ``classifier.onnx`` (logits, reason logits and the Grad-CAM activations and channel
 weights of two target layers, see ``export.classifier``), ``classifier-live.onnx`` (the webcam mode's
-forward-only graph for block8, its weights read from ``classifier.onnx``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
+forward-only graph for block8, its weights read from ``classifier.onnx``), ``classifier-gpu.onnx`` (the
+full graph for onnxruntime's WebGPU backend, whose MaxPool gives no indices; weights also read from
+``classifier.onnx``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
 (MTCNN, see ``export.face_detector``) and ``manifest.json``: class and reason names in order,
 preprocessing, I/O names and shapes, target layers and map sizes, the face-crop framing, each file's
 size and sha256, the model version and its holdout metrics. Beside the results it writes
@@ -28,7 +30,8 @@ from training.cli import parse_config
 from training.data import index_split, sha256_of, write_json
 from training.preprocess import load_rgb, to_input_array
 
-from .classifier import WEIGHT_FORMATS, export_classifier, export_live_classifier, gradcam_from_outputs, upsample_cam
+from .classifier import (WEIGHT_FORMATS, export_classifier, export_gpu_classifier, export_live_classifier,
+                         gradcam_from_outputs, upsample_cam)
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
@@ -37,6 +40,7 @@ from .tracking import LiveRule
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
 LIVE_CLASSIFIER_FILE = "classifier-live.onnx"
+GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
 TARGET_LAYERS = ("block8", "repeat_2")
 
@@ -79,14 +83,14 @@ def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -
         for name in ours)
 
 
-def check_live_outputs(full: Path, live: Path, size: int, threads: int, images: int = 8) -> float:
-    """The largest difference between the live graph's outputs and the same outputs of the full graph on
+def check_same_outputs(full: Path, other: Path, size: int, threads: int, images: int = 8) -> float:
+    """The largest difference between another graph's outputs and the same outputs of the full graph on
     random inputs (both compute one function of the image); SystemExit when over KEEP_TOLERANCE."""
     inputs = np.random.default_rng(0).uniform(-1, 1, (images, 3, size, size)).astype(np.float32)
-    ours, theirs = run_split(live, inputs, threads), run_split(full, inputs, threads)
+    ours, theirs = run_split(other, inputs, threads), run_split(full, inputs, threads)
     difference = max(float(np.abs(value - theirs[name]).max()) for name, value in ours.items())
     if difference > KEEP_TOLERANCE:
-        raise SystemExit(f"{live} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
+        raise SystemExit(f"{other} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
     return difference
 
 
@@ -184,12 +188,14 @@ def build(config: ExportConfig) -> dict:
         else:
             shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
     live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
-    live_difference = check_live_outputs(out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE,
-                                         model.preprocessing.size, config.threads)
+    gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
+    size = model.preprocessing.size
+    differences = {name: check_same_outputs(out_dir / CLASSIFIER_FILE, out_dir / name, size, config.threads)
+                   for name in (LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE)}
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
-    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
+    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
     checkpoint_sha = sha256_of(config.checkpoint)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -203,7 +209,9 @@ def build(config: ExportConfig) -> dict:
                        "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"],
                        "live": {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
                                 "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
-                                "max_difference_from_full": live_difference}},
+                                "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]},
+                       "gpu": {"file": GPU_CLASSIFIER_FILE, "weights_file": gpu["weights_file"],
+                               "max_difference_from_full": differences[GPU_CLASSIFIER_FILE]}},
         "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,
                           "thresholds": list(SHIPPED_RULE.thresholds), "factor": SHIPPED_RULE.factor,
                           "padding": SHIPPED_RULE.padding, "fallback_threshold": SHIPPED_RULE.fallback_threshold,

@@ -116,10 +116,51 @@ def _max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, p
     return planes.scatter_add(2, indices.flatten(2), grad_output.flatten(2)).view(input.shape)
 
 
+def _max_pool2d_backward_by_matching(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    """aten's max-pool input gradient without the pool's indices, for graphs run where MaxPool cannot output
+    them (onnxruntime's WebGPU backend): each window's elements, in the order the indices count them
+    (row-major), are matched against the window's maximum, and the first match takes its gradient."""
+    if any(padding) or any(d != 1 for d in dilation) or ceil_mode:
+        raise NotImplementedError("only unpadded, undilated max pooling is exported without indices")
+    kh, kw = kernel_size
+    stride = tuple(stride) or (kh, kw)
+    height, width = input.shape[-2:]
+    rows, columns = grad_output.shape[-2:]
+    offsets = [(dy, dx) for dy in range(kh) for dx in range(kw)]
+    elements = [input[:, :, dy:dy + stride[0] * (rows - 1) + 1:stride[0], dx:dx + stride[1] * (columns - 1) + 1:stride[1]]
+                for dy, dx in offsets]
+    maximum = functools.reduce(torch.maximum, elements)
+    taken = torch.zeros_like(maximum, dtype=torch.bool)
+    grad_input = torch.zeros_like(input)
+    for (dy, dx), element in zip(offsets, elements):
+        first = (element == maximum) & ~taken
+        taken = taken | first
+        grad_input = grad_input + _spread(torch.where(first, grad_output, 0.0), stride, (dy, dx), (height, width))
+    return grad_input
+
+
+def _spread(values: torch.Tensor, stride: tuple[int, int], offset: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """values [N, C, h, w] placed at rows offset[0] + stride[0] * i and columns offset[1] + stride[1] * j of
+    zeros [N, C, *size] (zeros interleaved by stacking and reshaping, then padded and cropped)."""
+    n, c, h, w = values.shape
+    spread = torch.stack([values, *[torch.zeros_like(values)] * (stride[1] - 1)], dim=-1).reshape(n, c, h, w * stride[1])
+    spread = torch.stack([spread, *[torch.zeros_like(spread)] * (stride[0] - 1)], dim=-2).reshape(
+        n, c, h * stride[0], w * stride[1])
+    pad_bottom = max(0, size[0] - offset[0] - h * stride[0])
+    pad_right = max(0, size[1] - offset[1] - w * stride[1])
+    spread = torch.nn.functional.pad(spread, (offset[1], pad_right, offset[0], pad_bottom))
+    return spread[:, :, :size[0], :size[1]]
+
+
 _BACKWARD_AS_FORWARD = {
     aten.convolution_backward.default: _convolution_backward,
     aten.threshold_backward.default: _threshold_backward,
     aten.max_pool2d_with_indices_backward.default: _max_pool2d_with_indices_backward,
+}
+# The same, for a graph whose MaxPool nodes need not output indices.
+_BACKWARD_AS_FORWARD_WITHOUT_INDICES = {
+    **_BACKWARD_AS_FORWARD,
+    aten.max_pool2d_with_indices_backward.default: _max_pool2d_backward_by_matching,
 }
 
 
@@ -188,13 +229,14 @@ def _gradcam_function(model: MaskClassifier, target_layers: Sequence[str]):
 
 
 def _trace(model: MaskClassifier, target_layers: Sequence[str], example: torch.Tensor,
-           dynamic_batch: bool) -> torch.fx.GraphModule:
+           dynamic_batch: bool, max_pool_indices: bool = True) -> torch.fx.GraphModule:
     """The Grad-CAM function as an aten graph with forward ops only, its weights named as in the model.
 
     A real-tensor trace fixes every size; a symbolic one keeps them as expressions of the input's,
     so that torch.export can then leave the batch dynamic.
     """
-    graph_module = make_fx(_gradcam_function(model, target_layers), decomposition_table=_BACKWARD_AS_FORWARD,
+    decompositions = _BACKWARD_AS_FORWARD if max_pool_indices else _BACKWARD_AS_FORWARD_WITHOUT_INDICES
+    graph_module = make_fx(_gradcam_function(model, target_layers), decomposition_table=decompositions,
                            tracing_mode="symbolic" if dynamic_batch else "real",
                            _allow_non_fake_inputs=True)(example)
     graph = graph_module.graph
@@ -275,11 +317,13 @@ def output_names(target_layers: Sequence[str]) -> list[str]:
 
 
 def export_classifier(model: MaskClassifier, path: str | Path, target_layers: Sequence[str] = ("block8", "repeat_2"),
-                      batch_size: int | None = None, weights: str = "fp32") -> dict:
+                      batch_size: int | None = None, weights: str = "fp32", max_pool_indices: bool = True) -> dict:
     """Writes the classifier with Grad-CAM outputs (see the module docstring) to ``path`` as ONNX.
 
     ``batch_size=None`` gives a dynamic batch axis named ``batch``; an int fixes it. ``weights`` is
-    fp32, fp16 or int8 (see ``compress_weights``). The model is exported in eval mode, with its
+    fp32, fp16 or int8 (see ``compress_weights``). ``max_pool_indices=False`` routes the backward pass
+    through max pooling without the pool's indices (``_max_pool2d_backward_by_matching``: the same
+    gradient, more operations), for runtimes whose MaxPool cannot output them. The model is exported in eval mode, with its
     batch norms folded into the convolutions; it is not modified. Returns the graph's input and
     output names and shapes, the target layers' map sizes, the class and reason names and the
     preprocessing.
@@ -294,7 +338,7 @@ def export_classifier(model: MaskClassifier, path: str | Path, target_layers: Se
     dynamic = batch_size is None
     # A symbolic trace would specialise a batch of 1 into the graph, so the dynamic one traces 2.
     example = torch.zeros(2 if dynamic else batch_size, 3, size, size)
-    graph_module = _trace(folded, target_layers, example, dynamic)
+    graph_module = _trace(folded, target_layers, example, dynamic, max_pool_indices)
     names = output_names(target_layers)
     program = torch.onnx.export(graph_module, (example,), input_names=[INPUT_NAME], output_names=names,
                                 opset_version=OPSET, dynamo=True, external_data=False, verbose=False,
@@ -321,29 +365,47 @@ def export_classifier(model: MaskClassifier, path: str | Path, target_layers: Se
     }
 
 
-# --- The webcam mode's graph ------------------------------------------------------------------------
+# --- Graphs that read their weights from the full graph's file ----------------------------------------
 
 LIVE_TARGET_LAYERS = ("block8",)
-INLINE_BYTES = 1024  # smaller weights are stored in the live graph itself
+INLINE_BYTES = 1024  # smaller weights are stored in the graph itself
 
 
 def export_live_classifier(model: MaskClassifier, full_path: str | Path, path: str | Path) -> dict:
-    """Writes the webcam mode's graph to ``path``: the same outputs for block8 only, and no weights of its own.
+    """The webcam mode's graph: the same outputs for block8 only, its weights read from ``full_path``.
 
     block8's Grad-CAM weights are constants of the head (``_head_gradient``), so this graph is the
     forward pass alone: about a third of the full graph's time, which runs the trunk after repeat_2
-    three times and back. Its weights are ONNX external data that point into ``full_path``, the full
-    graph already exported (and maybe kept) from the same model, at the byte offsets where that file
-    stores the same tensors: the site downloads and checks the weights once, and both graphs compute
-    with identical values. The two files must stay side by side (the reference is by file name).
-    Returns ``export_classifier``'s description of the live graph.
+    three times and back. See ``export_sharing_weights``.
+    """
+    return export_sharing_weights(model, full_path, path, LIVE_TARGET_LAYERS)
+
+
+def export_gpu_classifier(model: MaskClassifier, full_path: str | Path, path: str | Path,
+                          target_layers: Sequence[str]) -> dict:
+    """The full graph for onnxruntime's WebGPU backend, whose MaxPool does not output indices: the same
+    outputs, max pooling's backward pass found by matching (``max_pool_indices=False``), its weights read
+    from ``full_path``. See ``export_sharing_weights``."""
+    return export_sharing_weights(model, full_path, path, target_layers, max_pool_indices=False)
+
+
+def export_sharing_weights(model: MaskClassifier, full_path: str | Path, path: str | Path,
+                           target_layers: Sequence[str], max_pool_indices: bool = True) -> dict:
+    """Writes a graph of the model to ``path`` with no weights of its own.
+
+    Its weights are ONNX external data that point into ``full_path``, the full graph already exported
+    (and maybe kept) from the same model, at the byte offsets where that file stores the same tensors:
+    the site downloads and checks the weights once, and every graph computes with identical values. The
+    files must stay side by side (the reference is by file name). Returns ``export_classifier``'s
+    description of the graph, with ``weights_file``.
     """
     full_path, path = Path(full_path), Path(path)
     full = onnx.load(full_path)
     weights = _weight_format(full)
     scratch = path.with_name(path.name + ".tmp")
     try:
-        description = export_classifier(model, scratch, LIVE_TARGET_LAYERS, batch_size=None, weights=weights)
+        description = export_classifier(model, scratch, target_layers, batch_size=None, weights=weights,
+                                        max_pool_indices=max_pool_indices)
         proto = onnx.load(scratch)
     finally:
         scratch.unlink(missing_ok=True)

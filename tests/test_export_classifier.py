@@ -12,7 +12,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from export.classifier import (_convolution_backward, _max_pool2d_with_indices_backward, _threshold_backward,
+from export.classifier import (_convolution_backward, _max_pool2d_backward_by_matching,
+                               _max_pool2d_with_indices_backward, _threshold_backward,
                                compress_weights, export_classifier, gradcam_from_outputs, output_names,
                                upsample_cam)
 from training.data import CLASSES
@@ -109,7 +110,8 @@ def assert_gradcam_matches(model, path: Path, images: np.ndarray) -> None:
 
 def test_backward_rewrites_match_aten():
     """Each forward-op rewrite of a backward op gives aten's input gradient, including a strided
-    convolution that skipped a row (output_padding) and max-pool windows with tied maxima."""
+    convolution that skipped a row (output_padding) and max-pool windows with tied maxima, with and
+    without the pool's indices."""
     torch.manual_seed(0)
     for kernel, stride, padding, size in [((3, 3), 2, (0, 0), 8), ((3, 3), 2, (0, 0), 9), ((1, 7), 1, (0, 3), 8),
                                           ((3, 1), 1, (1, 0), 5), ((3, 3), 1, (1, 1), 6)]:
@@ -120,12 +122,15 @@ def test_backward_rewrites_match_aten():
         actual = _convolution_backward(grad, x, weight, None, *conv, [True, False, False])[0]
         torch.testing.assert_close(actual, expected, msg=f"kernel {kernel}, stride {stride}, size {size}")
 
-    x = torch.relu(torch.randn(2, 4, 9, 9))  # many windows are all zero: ties
-    pool = ([3, 3], [2, 2], [0, 0], [1, 1], False)
-    output, indices = aten.max_pool2d_with_indices(x, *pool)
-    grad = torch.randn_like(output)
-    torch.testing.assert_close(_max_pool2d_with_indices_backward(grad, x, *pool, indices),
-                               aten.max_pool2d_with_indices_backward(grad, x, *pool, indices))
+    for size in (8, 9):  # 8: the last row and column are in no window
+        x = torch.relu(torch.randn(2, 4, size, size))  # many windows are all zero: ties
+        pool = ([3, 3], [2, 2], [0, 0], [1, 1], False)
+        output, indices = aten.max_pool2d_with_indices(x, *pool)
+        grad = torch.randn_like(output)
+        expected = aten.max_pool2d_with_indices_backward(grad, x, *pool, indices)
+        torch.testing.assert_close(_max_pool2d_with_indices_backward(grad, x, *pool, indices), expected)
+        # Without the indices: the first maximum of each window (in the order indices count) takes the gradient.
+        torch.testing.assert_close(_max_pool2d_backward_by_matching(grad, x, *pool, None), expected)
     grad = torch.randn_like(x)
     torch.testing.assert_close(_threshold_backward(grad, x, 0), aten.threshold_backward(grad, x, 0))
 

@@ -30,11 +30,15 @@ def test_manifest_describes_the_models(model_dir):
     session = ort.InferenceSession(str(model_dir / classifier["file"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [classifier["input"]["name"]]
     assert {o.name for o in session.get_outputs()} == set(classifier["outputs"])
-    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
+    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live.onnx", "classifier-gpu.onnx", "pnet.onnx",
+                                      "rnet.onnx", "onet.onnx"}
     live = classifier["live"]
     assert live["file"] == "classifier-live.onnx" and live["weights_file"] == "classifier.onnx"
     assert live["target_layers"] == ["block8"] and live["maps"] == {"block8": [3, 3]}
     assert live["max_difference_from_full"] <= 1e-4
+    gpu = classifier["gpu"]
+    assert gpu["file"] == "classifier-gpu.onnx" and gpu["weights_file"] == "classifier.onnx"
+    assert gpu["max_difference_from_full"] <= 1e-4
     assert len(manifest["drawing"]["colormap"]) == 256
     assert manifest["drawing"]["colormap"][0] == "#000080" and manifest["drawing"]["colormap"][255] == "#800000"
     assert manifest["face_crop"]["framing"]["side"] > 1
@@ -57,6 +61,23 @@ def test_live_classifier_reads_the_full_graphs_weights_and_gives_its_outputs(mod
         np.testing.assert_allclose(live_rp, rp, atol=1e-5)
         assert list(live_maps) == ["block8"]
         np.testing.assert_allclose(live_maps["block8"], maps["block8"], atol=1e-4)
+
+
+def test_gpu_classifier_needs_no_max_pool_indices_and_gives_the_full_graphs_outputs(model_dir):
+    """classifier-gpu.onnx, for onnxruntime's WebGPU backend (no MaxPool indices there): every MaxPool has one
+    output, the weights are read from classifier.onnx, and onnxruntime gives the full graph's outputs."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    gpu = manifest["classifier"]["gpu"]
+    proto = onnx.load(str(model_dir / gpu["file"]), load_external_data=False)
+    pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
+    assert pools and all(len([name for name in node.output if name]) == 1 for node in pools)
+    assert manifest["files"][gpu["file"]]["bytes"] < manifest["files"]["classifier.onnx"]["bytes"] / 20
+    images = np.random.default_rng(2).normal(0, 1, (2, 3, 160, 160)).astype(np.float32)
+    full, other = (ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
+                   for name in ("classifier.onnx", gpu["file"]))
+    expected = dict(zip([o.name for o in full.get_outputs()], full.run(None, {"image": images})))
+    for output, value in zip(other.get_outputs(), other.run(None, {"image": images})):
+        np.testing.assert_allclose(value, expected[output.name], atol=1e-4, err_msg=output.name)
 
 
 def test_predicts_faces_in_a_real_photo(model_dir, tmp_path):

@@ -179,12 +179,13 @@ def test_screenshots_of_a_check_for_the_docs(scene, shipped_server, tmp_path):
         browser.close()
 
 
-def test_webgpu_runs_the_webcam_classifier_with_the_answers_of_wasm(shipped_server, tmp_path):
+def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tmp_path):
     """Chromium's software WebGPU (SwiftShader) stands in for a GPU. Being a fallback adapter, the app
-    leaves it alone unless asked (?backend=webgpu); asked, the webcam mode's classifier runs on it, and
-    its first classification of a still face (found by the same detection in both runs) has the
-    probabilities the wasm backend gives in the same browser, within 1e-3 (wasm against Python is
-    tests/test_js_parity.py's). Slow: software shaders take a while to compile."""
+    leaves it alone unless asked (?backend=webgpu); asked, both classifiers run on it: a photo gets the
+    wasm backend's classes, probabilities within 1e-3 and heatmaps within 0.02 in the same browser, and
+    the webcam mode's first classification of a still face (found by the same detection in both runs)
+    the same probabilities (wasm against Python is tests/test_js_parity.py's and test_browser.py's).
+    Slow: software shaders take a while to compile."""
     from PIL import Image
 
     from export.y4m import compose, write_y4m
@@ -193,6 +194,8 @@ def test_webgpu_runs_the_webcam_classifier_with_the_answers_of_wasm(shipped_serv
     still = compose((640, 480), [(np.asarray(Image.open(face).convert("RGB").resize((256, 256))), 192, 112)])
     video = tmp_path / "still.y4m"
     write_y4m(video, [still] * 5, 5)
+    photo = tmp_path / "still.png"
+    Image.fromarray(still).save(photo)
     answers = {}
     with _playwright() as playwright:
         if not CHROMIUM.exists():
@@ -203,8 +206,11 @@ def test_webgpu_runs_the_webcam_classifier_with_the_answers_of_wasm(shipped_serv
         for query in ("", "?backend=webgpu", "?backend=wasm"):
             page, errors = _open_app(context, shipped_server, query)
             backend = page.get_attribute("body", "data-backend")
-            tracks = []
+            tracks, faces = [], []
             if query:
+                page.set_input_files("#file", str(photo))
+                page.wait_for_selector("body[data-checks='1']", state="attached", timeout=300_000)
+                faces = page.evaluate("window.__masklens_last.faces")
                 page.click("#camera-start")
                 deadline = time.monotonic() + 300
                 while not tracks and time.monotonic() < deadline:
@@ -212,12 +218,18 @@ def test_webgpu_runs_the_webcam_classifier_with_the_answers_of_wasm(shipped_serv
                     tracks = next((step["tracks"] for step in page.evaluate("window.__masklens_live.log")
                                    if step["tracks"]), [])
                 page.click("#camera-stop")
-            answers[query] = {"backend": backend, "tracks": tracks, "errors": errors}
+            answers[query] = {"backend": backend, "tracks": tracks, "faces": faces, "errors": errors}
             page.close()
         browser.close()
     assert answers[""]["backend"] == "wasm"
     gpu, cpu = answers["?backend=webgpu"], answers["?backend=wasm"]
     assert gpu["backend"] == "webgpu" and cpu["backend"] == "wasm"
+    assert [f["class"] for f in gpu["faces"]] == [f["class"] for f in cpu["faces"]] == ["covered"]
+    for ours, theirs in zip(gpu["faces"], cpu["faces"]):
+        np.testing.assert_allclose(list(ours["probabilities"].values()), list(theirs["probabilities"].values()), atol=1e-3)
+        assert ours["heatmaps"].keys() == theirs["heatmaps"].keys() == {"block8", "repeat_2"}
+        for layer, maps in ours["heatmaps"].items():
+            np.testing.assert_allclose(maps["data"], theirs["heatmaps"][layer]["data"], atol=0.02, err_msg=layer)
     assert len(gpu["tracks"]) == len(cpu["tracks"]) == 1, (gpu["tracks"], cpu["tracks"])
     assert gpu["tracks"][0]["class"] == cpu["tracks"][0]["class"] == "covered"
     np.testing.assert_allclose(list(gpu["tracks"][0]["probabilities"].values()),

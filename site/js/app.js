@@ -9,8 +9,8 @@
 //   window.__masklens_last: {state, wholeImage, photo: {width, height}, error,
 //     faces: [{box, score, class, probabilities, reason, reason_probabilities,
 //              heatmaps: {layer: {dims, data: [numbers]}}}]}   (coarse maps, as analysePhoto gives them)
-//   document.body.dataset.backend / .threads: what runs the webcam classifier once the models are loaded
-//     ("webgpu" or "wasm"; the other nets run on wasm) and the wasm threads ("2")
+//   document.body.dataset.backend / .threads: what runs the classifiers once the models are loaded
+//     ("webgpu" or "wasm"; the face detector runs on wasm) and the wasm threads ("2")
 //   document.body.dataset.camera: "on" while the webcam mode runs, "off" after it stopped
 //   window.__masklens_live: {steps, fps, detections, overlayFps, classifications, minFaceSize,
 //     classifyIntervalMs, classifyShare, detectIntervalMs, tracks: [{id, box, class, probabilities}],
@@ -475,7 +475,7 @@ async function start() {
     const { backend, threads } = ready.runtime;
     const wasm = `wasm, ${threads} thread${threads === 1 ? '' : 's'}`;
     ui.runtimeInfo.textContent = backend === 'webgpu'
-      ? `Runs on this device: the webcam classifier on the GPU (WebGPU), the rest on ${wasm}.`
+      ? `Runs on this device: the classifier on the GPU (WebGPU), the face finder on ${wasm}.`
       : `Runs on this device: ${wasm}.`;
     document.body.dataset.backend = backend;
     document.body.dataset.threads = String(threads);

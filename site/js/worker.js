@@ -14,8 +14,8 @@
 // Messages out:
 //   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
 //   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
-//       downloaded; runtime: {backend: "webgpu" | "wasm", threads}: the live classifier's backend (the
-//       other nets always run on wasm); threads > 1 only when cross-origin isolated
+//       downloaded; runtime: {backend: "webgpu" | "wasm", threads}: the classifiers' backend (the face
+//       detector's nets always run on wasm); threads > 1 only when cross-origin isolated
 //   {type: "result", id, photo, faces, wholeImage}
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
@@ -27,19 +27,19 @@
 // from the cache; a cached copy is checked against the sha256 again before use.
 //
 // onnxruntime-web comes in two builds, loaded on demand: the wasm-only one, and the WebGPU one (which
-// also runs wasm) for browsers with a hardware WebGPU adapter. There the webcam mode's classifier runs on
-// the GPU. The full classifier stays on wasm: its Grad-CAM backward pass routes gradients through max
-// pooling by the pooling's indices, an output onnxruntime's WebGPU MaxPool does not give (yet); and the
-// face detector's nets are tiny, with a new input size at every pyramid level.
+// also runs wasm) for browsers with a hardware WebGPU adapter. There both classifiers run on the GPU,
+// the full one from manifest.classifier.gpu's graph (its Grad-CAM backward pass through max pooling
+// without the pooling's indices, which onnxruntime's WebGPU MaxPool does not give). The face detector's
+// nets stay on wasm: they are tiny, with a new input size at every pyramid level.
 
 import { toRGB } from './imaging.js';
 import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
-// In load order: the live classifier reads its weights from the classifier's bytes (ONNX external data).
+// The models every backend loads; the live classifier reads its weights from the classifier's bytes
+// (ONNX external data).
 const NETS = ['pnet', 'rnet', 'onet', 'classifier', 'classifier_live'];
-const GPU_NETS = new Set(['classifier_live']);
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
@@ -136,21 +136,18 @@ async function load(modelsUrl, requestedBackend) {
   if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
   const manifest = await response.json();
   const cache = await openCache();
-  if (!manifest.classifier?.live) throw new PlainError('The model description has no webcam classifier; the site needs to be rebuilt.');
-  const total = NETS.reduce((sum, net) => sum + (manifest.files[fileOf(manifest, net)]?.bytes ?? 0), 0);
+  if (!manifest.classifier?.live || !manifest.classifier?.gpu) {
+    throw new PlainError('The model description lacks the webcam or the GPU classifier; the site needs to be rebuilt.');
+  }
+  // The WebGPU build runs the full classifier from its own graph (classifier.gpu), weights still read from
+  // the classifier's file.
+  const files = { ...Object.fromEntries(NETS.map((net) => [net, fileOf(manifest, net)])),
+    ...(backend === 'webgpu' ? { classifier_gpu: manifest.classifier.gpu.file } : {}) };
+  const total = Object.values(files).reduce((sum, file) => sum + (manifest.files[file]?.bytes ?? 0), 0);
   let loaded = 0;
   let allCached = true;
-  const sessions = {};
   const bytesOf = {};
-  const create = (net, bytes, provider) => ort.InferenceSession.create(bytes, {
-    executionProviders: [provider],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
-    ...(net === 'classifier_live'
-      ? { externalData: [{ path: manifest.classifier.live.weights_file, data: bytesOf.classifier }] } : {}),
-  });
-  for (const net of NETS) {
-    const file = fileOf(manifest, net);
+  for (const [net, file] of Object.entries(files)) {
     const expected = manifest.files[file];
     if (!expected) throw new PlainError(`The model description does not list ${file}; the site is incomplete.`);
     const { bytes, cached } = await readModel(new URL(file, base).href, expected, cache, (n) => {
@@ -169,16 +166,30 @@ async function load(modelsUrl, requestedBackend) {
         } catch { /* quota full: keep going without caching */ }
       }
     }
-    const provider = backend === 'webgpu' && GPU_NETS.has(net) ? 'webgpu' : 'wasm';
-    try {
-      sessions[net] = await create(net, bytes, provider);
-    } catch (error) {
-      if (provider !== 'webgpu') throw error;
-      // The GPU refused (out of memory, a lost device): the same build runs it on wasm.
-      backend = 'wasm';
-      sessions[net] = await create(net, bytes, 'wasm');
-    }
     bytesOf[net] = bytes;
+  }
+  const weightsOf = (graph) => [{ path: graph.weights_file, data: bytesOf.classifier }];
+  const create = (bytes, provider, externalData) => ort.InferenceSession.create(bytes, {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
+    ...(externalData ? { externalData } : {}),
+  });
+  const sessions = {};
+  for (const net of ['pnet', 'rnet', 'onet']) sessions[net] = await create(bytesOf[net], 'wasm');
+  if (backend === 'webgpu') {
+    try {
+      sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', weightsOf(manifest.classifier.gpu));
+      sessions.classifier_live = await create(bytesOf.classifier_live, 'webgpu', weightsOf(manifest.classifier.live));
+    } catch {
+      // The GPU refused (out of memory, a lost device): the same build runs the classifiers on wasm.
+      await sessions.classifier?.release();
+      backend = 'wasm';
+    }
+  }
+  if (backend === 'wasm') {
+    sessions.classifier = await create(bytesOf.classifier, 'wasm');
+    sessions.classifier_live = await create(bytesOf.classifier_live, 'wasm', weightsOf(manifest.classifier.live));
   }
   state = { manifest, runNet: createOrtRunner(ort, sessions) };
   return { manifest, fromCache: allCached, runtime: { backend, threads: THREADS } };
