@@ -83,15 +83,20 @@ def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -
         for name in ours)
 
 
-def check_same_outputs(full: Path, other: Path, size: int, threads: int, images: int = 8) -> float:
-    """The largest difference between another graph's outputs and the same outputs of the full graph on
-    random inputs (both compute one function of the image); SystemExit when over KEEP_TOLERANCE."""
+def check_same_outputs(full: Path, others: list[Path], size: int, threads: int, images: int = 8) -> dict[str, float]:
+    """Per other graph (by file name), the largest difference between its outputs and the same outputs of
+    the full graph on random inputs (all compute one function of the image); SystemExit when over
+    KEEP_TOLERANCE."""
     inputs = np.random.default_rng(0).uniform(-1, 1, (images, 3, size, size)).astype(np.float32)
-    ours, theirs = run_split(other, inputs, threads), run_split(full, inputs, threads)
-    difference = max(float(np.abs(value - theirs[name]).max()) for name, value in ours.items())
-    if difference > KEEP_TOLERANCE:
-        raise SystemExit(f"{other} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
-    return difference
+    theirs = run_split(full, inputs, threads)
+    differences = {}
+    for other in others:
+        ours = run_split(other, inputs, threads)
+        difference = max(float(np.abs(value - theirs[name]).max()) for name, value in ours.items())
+        if difference > KEEP_TOLERANCE:
+            raise SystemExit(f"{other} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
+        differences[other.name] = difference
+    return differences
 
 
 def jet_colormap() -> list[str]:
@@ -189,13 +194,14 @@ def build(config: ExportConfig) -> dict:
             shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
     live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
     gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
-    size = model.preprocessing.size
-    differences = {name: check_same_outputs(out_dir / CLASSIFIER_FILE, out_dir / name, size, config.threads)
-                   for name in (LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE)}
+    differences = check_same_outputs(out_dir / CLASSIFIER_FILE,
+                                     [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
+                                     model.preprocessing.size, config.threads)
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
-    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE, *(net["file"] for net in detector["nets"].values())]
+    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE,
+             *(net["file"] for net in detector["nets"].values())]
     checkpoint_sha = sha256_of(config.checkpoint)
     manifest = {
         "format": MANIFEST_FORMAT,
