@@ -13,7 +13,9 @@ first ``warmup`` not counted), and its own log (``window.__masklens_live``) give
 - ``classifications_per_face``: re-classifications per second per tracked face;
 - ``frame_ms``: the median time to detect the faces of a frame plus classify every one of them (the
   median detection time of the steps that detected plus faces x the median classification time per
-  face), the unit compared with Python; ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
+  face), the unit compared with Python; ``classify_run_ms_per_face``: of a classification, the median
+  time of the onnxruntime-web run alone (the rest is cropping, Grad-CAM maths, messages between the page
+  and its worker, and waiting for the CPU); ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
 
 The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
 face size the browser settled on, classify all of them) with onnxruntime's CPU provider on as many
@@ -84,8 +86,9 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
     faces = statistics.median(len(s["tracks"]) for s in steps)
     detecting = [s for s in steps if s["timing"]["detectMs"] is not None]
     detect = statistics.median(s["timing"]["detectMs"] for s in detecting)
-    per_face = [s["timing"]["classifyMs"] / s["timing"]["classified"] for s in steps if s["timing"]["classified"]]
-    classify = statistics.median(per_face) if per_face else None
+    classifying = [s["timing"] for s in steps if s["timing"]["classified"]]
+    classify = statistics.median(t["classifyMs"] / t["classified"] for t in classifying) if classifying else None
+    run = statistics.median(t["runMs"] / t["classified"] for t in classifying) if classifying else None
     return {**runtime, "steps": len(steps), "seconds": round(span, 2),
             "overlay_fps": round((len(redraws) - 1) / ((redraws[-1] - redraws[0]) / 1000), 2),
             "steps_per_second": round((len(steps) - 1) / span, 2),
@@ -94,6 +97,7 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
             "faces_tracked": faces, "detect_ms": round(detect, 1),
             "min_face_size": statistics.median(s["minFaceSize"] for s in steps),
             "classify_ms_per_face": round(classify, 1) if classify else None,
+            "classify_run_ms_per_face": round(run, 1) if run else None,
             "frame_ms": round(detect + faces * classify, 1) if classify else None}
 
 

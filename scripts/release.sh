@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # From finished training runs to the committed artifacts: checkpoints, metrics, figures, ONNX models,
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
-# Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real]
-# (runs/real is fine-tuned from runs/real-base; runs/real-from-default, if present, is the ablation.)
-# A run folder without model.pt is skipped; the site ships `real` when it exists, else `default`.
+# Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior]
+# A run folder without model.pt is skipped. The chain of the real models (README, "Real photos"): runs/real is
+# fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
+# the weights of real and real-webcam (masklens-soup, made here if missing); runs/real-prior is fine-tuned
+# from it. real-webcam and real-soup are evaluated, their weights not committed (models/real-soup.pt is
+# ignored by git). runs/real-from-default, if present, is the ablation. The site ships the last of
+# real-prior, real and default whose checkpoint is in models/; the other real models are evaluated end to
+# end too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
 paper_run=${2:-runs/paper}
 real_run=${3:-runs/real}
+webcam_run=${4:-runs/real-webcam}
+prior_run=${5:-runs/real-prior}
 data=../shared/data
 bin=.venv/bin
 
@@ -23,9 +30,23 @@ take() {  # run folder, name: copies the run's model and logs, evaluates it
   cp "$1/history.json" "$1/config.json" "results/$2/"
   evaluate "models/$2.pt" "results/$2"
 }
+assess() {  # run folder, name: the run's logs and evaluation, its weights left in the run folder
+  mkdir -p "results/$2"
+  cp "$1/history.json" "$1/config.json" "results/$2/"
+  evaluate "$1/model.pt" "results/$2"
+}
 [ -f "$default_run/model.pt" ] && take "$default_run" default
 [ -f "$paper_run/model.pt" ] && take "$paper_run" paper
 [ -f "$real_run/model.pt" ] && take "$real_run" real
+if [ -f "$webcam_run/model.pt" ] && [ -f models/real.pt ]; then
+  assess "$webcam_run" real-webcam
+  # Kept when present: real-prior names its start by this file's sha256.
+  [ -f models/real-soup.pt ] || "$bin/masklens-soup" --checkpoints models/real.pt "$webcam_run/model.pt" \
+    --out models/real-soup.pt
+  mkdir -p results/real-soup
+  evaluate models/real-soup.pt results/real-soup
+fi
+[ -f "$prior_run/model.pt" ] && take "$prior_run" real-prior
 
 "$bin/python" -m export.face_detector --out-dir build/detector
 "$bin/python" -m export.framing --models build/detector --out results/framing.json
@@ -36,7 +57,16 @@ take() {  # run folder, name: copies the run's model and logs, evaluates it
 "$bin/masklens-eval-real" --models build/onnx-default --out results/default/metrics-end-to-end.json
 
 shipped=default
-[ -f models/real.pt ] && shipped=real
+for preset in real real-prior; do
+  [ -f "models/$preset.pt" ] && shipped=$preset
+done
+# The real models not shipped, end to end through the same face finder.
+for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:models/real-soup.pt; do
+  preset=${entry%%:*} checkpoint=${entry#*:}
+  [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
+  "$bin/masklens-export" --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
+  "$bin/masklens-eval-real" --models "build/onnx-$preset" --out "results/$preset/metrics-end-to-end.json"
+done
 keep=()  # the committed classifier.onnx stays byte for byte if this export reproduces it
 [ -f models/onnx/classifier.onnx ] && keep=(--keep models/onnx/classifier.onnx)
 "$bin/masklens-export" --checkpoint "models/$shipped.pt" --out-dir models/onnx \

@@ -231,7 +231,23 @@ def test_recipe_sweep_and_fine_tuning_ablation_render_from_their_json(results):
     real["holdout"]["checkpoint"]["config"]["init_from"] = "runs/real-base/model.pt"
     context["results"]["real"] = real
     method = render_template(TEMPLATES / "method.md.j2", context)
-    assert "| starts from | - | an earlier `default` (sha256 abababababab) |" in method
+    assert "| starts from | - | an earlier `models/default.pt` (sha256 abababababab, not committed) |" in method
+    real["holdout"]["checkpoint"]["init_from"]["sha256"] = default["holdout"]["checkpoint"]["sha256"]
+    assert "| starts from | - | `default` |" in render_template(TEMPLATES / "method.md.j2", context)
+    # A weight mean is named by its ingredients and left out of the recipe table.
+    soup = json.loads(json.dumps(real))
+    soup["holdout"]["checkpoint"]["sha256"] = "cd" * 32
+    soup["holdout"]["checkpoint"]["epochs"] = 0
+    soup["holdout"]["checkpoint"]["soup"] = [
+        {"file": "models/default.pt", "sha256": default["holdout"]["checkpoint"]["sha256"], "weight": 0.5},
+        {"file": "runs/x/model.pt", "sha256": "ef" * 32, "weight": 0.5}]
+    context["results"]["real-soup"] = soup
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert ("`real-soup` is not trained: it is the mean of the weights of `default` (50%) and an earlier "
+            "`runs/x/model.pt` (sha256 efefefefefef, not committed) (50%)") in method
+    assert "| setting | `default` | `real` |\n" in method
+    assert "| `real-soup` | 80 px | none: a weight mean |" in render_template(TEMPLATES / "results.md.j2", context)
+    del context["results"]["real-soup"]
     ablation = {"holdout": json.loads(json.dumps(default["holdout"])),
                 "end-to-end": json.loads(json.dumps(default["end-to-end"]))}
     ablation["holdout"]["accuracy"] = 0.123456
@@ -261,7 +277,10 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     assert "| 1 | 32.8 | 1.7 | 3.5 | 80 px | 279.3 ms (103.9 + 1 × 175.4) | 94.8 ms (61.9 + 1 × 33.0) | 2.95× |" in page
     assert "every\n500 ms" in page and "at most every 200 ms" in page and "at most 80% of the time" in page
     assert "(here\nmet: 32.8)" in page and "(not met:\n3.5 with one face)" in page and "(not met: 2.95×)" in page
-    assert "A classification takes 175.4 ms" in page and "is\nwithin 1.7×." in page
+    assert "A classification takes 175.4 ms" in page and "is within 1.7×." in page
+    assert "own run" not in page
+    scene["browser"]["classify_run_ms_per_face"] = 80.5
+    assert "of which onnxruntime-web's own run is 80.5 ms" in render_template(TEMPLATES / "results.md.j2", context)
     scene["browser_over_native"] = 1.9
     assert "A classification takes" not in render_template(TEMPLATES / "results.md.j2", context)
     context["figures"] = [*context["figures"], "app-desktop.png", "app-phone.png"]

@@ -8,9 +8,12 @@ import torch
 from PIL import Image
 
 from .conftest import shared_data_or_skip
-from training.synth import MASK_KINDS, PLACEMENTS, face_points, fit_mask, load_mask_library, mask_coverage
-from training.train import (MASKED_LABEL, MASK_CLASSES, SyntheticMaskDataset, TrainConfig, compute_loss,
-                            count_correct, partial_label_loss, preprocessing_for)
+from training.data import CLASSES, NO_REASON
+from training.synth import (MASK_KINDS, OCCLUDERS, PLACEMENTS, face_points, fit_mask, fit_occluder, load_mask_library,
+                            mask_coverage)
+from training.train import (MASKED_LABEL, MASK_CLASSES, RandomLowResolution, SyntheticMaskDataset, TrainConfig,
+                            compute_loss, count_correct, distillation_loss, masked_prior_loss, partial_label_loss,
+                            preprocessing_for)
 
 # A frontal face in a 200 x 200 picture: eyes, nose tip, mouth corners (MTCNN's order).
 FRONTAL = np.array([[70, 80], [130, 80], [100, 118], [78, 142], [122, 142]], np.float32)
@@ -67,12 +70,65 @@ def test_synthetic_dataset_depends_only_on_seed_epoch_and_index(library, tmp_pat
     a = [first[i] for i in range(6)]
     torch.manual_seed(0)
     b = [second[i] for i in range(6)]
-    for (x, label, reason), (y, label2, reason2) in zip(a, b):
-        assert torch.equal(x, y) and label == label2 and reason == reason2
+    for (x, label, reason, view), (y, label2, reason2, _) in zip(a, b):
+        assert torch.equal(x, y) and label == label2 and reason == reason2 and view is None
     second.set_epoch(1)
     torch.manual_seed(0)
     assert not all(torch.equal(second[i][0], a[i][0]) for i in range(6))
-    assert {label for _, label, _ in a} <= {0, 1}
+    assert {label for _, label, _, _ in a} <= {0, 1}
+
+
+def test_occluded_synthetic_faces_are_uncovered(tmp_path):
+    path = tmp_path / "face.png"
+    Image.fromarray(np.full((200, 200, 3), 170, np.uint8)).save(path)
+    preprocessing = preprocessing_for(TrainConfig(image_size=64))
+    templates = str(shared_data_or_skip("mask-templates"))
+    occluded = SyntheticMaskDataset([(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing,
+                                    augment="none", occluded_share=1.0)
+    assert [occluded[i][1:3] for i in range(5)] == [(CLASSES.index("uncovered"), NO_REASON)] * 5
+    with pytest.raises(ValueError, match="occluded_share"):
+        SyntheticMaskDataset([(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing,
+                             augment="none", occluded_share=1.5)
+
+
+@pytest.mark.parametrize("kind", OCCLUDERS)
+@pytest.mark.parametrize("landmarks", [FRONTAL, TURNED], ids=["frontal", "turned"])
+def test_occluders_sit_at_the_mouth_and_are_smaller_than_a_mask(library, kind, landmarks):
+    face = np.full((200, 200, 3), 170, np.uint8)
+    mask_area = float((mask_coverage((200, 200), landmarks, "covered", library) > 0.5).sum())
+    eyes_y = float(landmarks[:2, 1].max())
+    mouth = landmarks[3:].mean(axis=0)
+    for seed in range(12):
+        image = fit_occluder(face, landmarks, np.random.default_rng(seed), kind)
+        changed = np.abs(image.astype(int) - face).sum(axis=2) > 12
+        ys, xs = np.nonzero(changed)
+        assert len(ys) and ys.min() > eyes_y, (kind, seed)  # never above the eyes
+        assert changed.sum() < 0.6 * mask_area, (kind, seed, changed.sum(), mask_area)
+        # Something of it lies within half an eye distance of the mouth's middle.
+        near = np.hypot(xs - mouth[0], ys - mouth[1]).min()
+        assert near < 0.5 * (landmarks[1, 0] - landmarks[0, 0]), (kind, seed, near)
+    again = fit_occluder(face, landmarks, np.random.default_rng(5), kind)
+    np.testing.assert_array_equal(again, fit_occluder(face, landmarks, np.random.default_rng(5), kind))
+
+
+def test_low_resolution_loses_fine_detail_and_keeps_the_size():
+    stripes = np.zeros((160, 160, 3), np.uint8)
+    stripes[:, ::2] = 255
+    image = Image.fromarray(stripes)
+    out = RandomLowResolution(sides=(40, 40), p=1.0)(image)
+    assert out.size == image.size
+    assert np.asarray(out).astype(float).std() < 0.2 * stripes.astype(float).std()
+    assert RandomLowResolution(p=0.0)(image) is image
+
+
+def test_distillation_loss_is_the_tempered_kl_divergence():
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    assert distillation_loss(teacher, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    student = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    p = (teacher / 2).softmax(1)
+    q = (student / 2).softmax(1)
+    expected = float((p * (p.log() - q.log())).sum(1).mean()) * 4
+    assert distillation_loss(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_partial_label_loss_is_minus_log_of_the_mask_classes_probability():
@@ -88,6 +144,17 @@ def test_compute_loss_mixes_weak_and_known_labels():
     reason_logits = torch.zeros(2, 3, requires_grad=True)
     loss = compute_loss((probabilities.log(), reason_logits), labels, torch.tensor([-1, -1]), config)
     assert loss.item() == pytest.approx((-math.log(0.7) - math.log(0.8)) / 2, rel=1e-6)
+
+
+def test_a_covered_share_trains_weak_labels_towards_covered():
+    probabilities = torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    loss = masked_prior_loss(probabilities.log(), 0.8)
+    assert loss.tolist() == pytest.approx([-(0.8 * math.log(0.6) + 0.2 * math.log(0.3)),
+                                           -(0.8 * math.log(0.1) + 0.2 * math.log(0.1))], rel=1e-6)
+    config = TrainConfig(label_smoothing=0.0, reason_weight=0.0, masked_covered_share=0.8)
+    total = compute_loss((probabilities.log(), torch.zeros(2, 3)), torch.tensor([MASKED_LABEL, 2]),
+                         torch.tensor([-1, -1]), config)
+    assert total.item() == pytest.approx((loss[0].item() - math.log(0.8)) / 2, rel=1e-6)
 
 
 def test_a_weak_label_is_right_for_either_mask_class():

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -109,6 +110,14 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     assert round(record["train_accuracy"] * 16, 6) == round(record["train_accuracy"] * 16)
     with pytest.raises(ValueError, match="preprocessing"):
         train(dataclasses.replace(config, image_size=96, out_dir=str(tmp_path / "other")))
+
+    # Distilled from the first model on the MaskedFace-Net images, with occluded synthetic faces.
+    distilled = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "distilled"), teacher=str(first),
+                                                          distill_weight=1.0, occluded_share=0.5, augment="webcam")))
+    assert distilled["data"]["teacher"]["file"] == str(first)
+    assert math.isfinite(distilled["history"][0]["train_loss"])
+    with pytest.raises(ValueError, match="teacher"):
+        train(dataclasses.replace(config, out_dir=str(tmp_path / "no-teacher"), distill_weight=1.0))
 
     # 30% held out: by its name's hash, face0 (unmasked) alone; scored each epoch, as a real face and masked.
     held = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True,

@@ -89,7 +89,8 @@ def write_evaluation_figures(result: dict, history: list[dict], out_dir: Path, s
         matrix = [[row["predicted"][c] for c in result["classes"]] for row in result["per_label"].values()]
         confusion_figure(matrix, list(result["per_label"]), result["classes"],
                          f"{stem}: mask accuracy {result['mask_accuracy']:.2%}", out_dir / f"confusion-{stem}.png")
-    training_curves_figure(history, out_dir / "training-curves.png")
+    if history:  # a weight average (training.soup) was not trained: no curves
+        training_curves_figure(history, out_dir / "training-curves.png")
 
 
 def write_dataset_figures(split_summaries: dict[str, dict], out_dir: Path) -> None:

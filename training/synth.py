@@ -18,6 +18,11 @@ Looks (``MaskStyle``): the template's own colours, recoloured (any hue, black, w
 texture; shading matched to the face's brightness; a slight misfit (each anchor jittered) and
 a soft edge. Everything random comes from the ``numpy.random.Generator`` passed in, so a seed fixes
 the result.
+
+Things at the mouth that are not masks (``fit_occluder``): a microphone, one to three fingers in the
+face's own skin colour, a thin stick (a pen, a straw, a sprig). A face with one of them is still
+``uncovered``: without such faces, a model that has learned "something over the mouth = a mask" calls
+a singer or a hand at the lips a mask worn badly (the FFHQ faces it gets wrong).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ MASK_KINDS: tuple[str, ...] = ("surgical", "surgical_blue", "surgical_green", "c
 # Past this nose offset from the eyes' midpoint (in d), the head is turned: use the _left/_right template.
 TURN_THRESHOLD = 0.12
 ANCHORS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
+OCCLUDERS: tuple[str, ...] = ("microphone", "fingers", "stick")
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,72 @@ def fit_mask(rgb: np.ndarray, landmarks: np.ndarray, placement: str, library: Ma
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def _draw_occluder(face: FacePoints, kind: str, shape: tuple[int, int], rng: np.random.Generator,
+                   scale: int = 4) -> np.ndarray:
+    """The occluder's coverage [H, W] in 0..1, drawn ``scale`` times larger and shrunk (smooth edges)."""
+    canvas = np.zeros((shape[0] * scale, shape[1] * scale), np.uint8)
+
+    def at(across: float, down: float) -> tuple[int, int]:
+        x, y = face.point(across, down) * scale
+        return int(round(x)), int(round(y))
+
+    def width(in_d: float) -> int:
+        return max(1, int(round(in_d * face.d * scale)))
+
+    mouth = face.mouth + rng.uniform(-0.1, 0.15)
+    if kind == "microphone":  # a round head at the mouth, its handle going down and aside
+        side = rng.uniform(-0.35, 0.35)
+        radius = rng.uniform(0.22, 0.34)
+        head = at(side, mouth + rng.uniform(0.05, 0.3))
+        cv2.circle(canvas, head, width(radius), 255, -1, cv2.LINE_AA)
+        end = at(side + rng.uniform(-0.6, 0.6), mouth + 2.5)
+        cv2.line(canvas, head, end, 255, width(rng.uniform(0.12, 0.2)), cv2.LINE_AA)
+    elif kind == "fingers":  # upright fingers over the lips, a hand below the chin
+        count = int(rng.integers(1, 4))
+        finger = rng.uniform(0.14, 0.2)
+        start = rng.uniform(-0.3, 0.3) - (count - 1) * finger / 2
+        top = mouth - rng.uniform(0.15, 0.45)
+        for i in range(count):
+            across = start + i * finger * 1.1
+            cv2.line(canvas, at(across, top), at(across + rng.uniform(-0.1, 0.1), face.chin + 1.0),
+                     255, width(finger), cv2.LINE_AA)
+    elif kind == "stick":  # thin, at any angle, through the mouth
+        angle = rng.uniform(-0.6, 0.6)
+        length = rng.uniform(0.8, 1.6)
+        centre = np.array([rng.uniform(-0.3, 0.3), mouth])
+        offset = length / 2 * np.array([np.cos(angle), np.sin(angle)])
+        cv2.line(canvas, at(*(centre - offset)), at(*(centre + offset)), 255, width(rng.uniform(0.04, 0.09)),
+                 cv2.LINE_AA)
+    else:
+        raise ValueError(f"unknown occluder {kind!r}; expected one of {OCCLUDERS}")
+    return cv2.resize(canvas, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def fit_occluder(rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                 kind: str | None = None) -> np.ndarray:
+    """A copy of the RGB uint8 photo with a thing at the mouth that is not a mask (``OCCLUDERS``).
+
+    Every one is narrower than a mask: it never hides the whole lower face. Fingers take the colour
+    of the face's own skin (the cheek below the eye); a microphone is dark, grey or metal; a stick
+    any colour. Shaded by a vertical gradient so it is not a flat patch.
+    """
+    face = face_points(landmarks)
+    kind = kind or OCCLUDERS[rng.integers(len(OCCLUDERS))]
+    alpha = _draw_occluder(face, kind, rgb.shape[:2], rng)
+    if kind == "fingers":
+        x, y = np.clip(face.point(-0.45, 0.45), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1]).astype(int)
+        patch = rgb[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].reshape(-1, 3).astype(np.float32)
+        colour = patch.mean(axis=0) * rng.uniform(0.85, 1.1)
+    elif kind == "microphone":
+        colour = np.full(3, rng.choice([25.0, 60.0, 110.0, 170.0])) + rng.normal(0, 8, 3)
+    else:
+        colour = rng.uniform(0, 255, 3)
+    rows = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.6, 1.1), rgb.shape[0], dtype=np.float32)[:, None, None]
+    paint = np.clip(colour.astype(np.float32) * rows, 0, 255)
+    blended = rgb.astype(np.float32) * (1 - alpha[..., None]) + paint * alpha[..., None]
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
 def mask_coverage(rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: str, library: MaskLibrary,
                   kind: str = "surgical") -> np.ndarray:
     """The alpha [H, W] in 0..1 that a mask of this placement would have, without misfit (for tests)."""
@@ -216,7 +288,8 @@ def mask_coverage(rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: 
 def example_figure(faces_index: str | Path, templates: str | Path, out: str | Path, rows: int = 5,
                    seed: int = 0, source: str = "mfn-uncovered") -> None:
     """A grid for the docs: unmasked faces of one source of ``training.faces``' index (by default
-    MaskedFace-Net's FFHQ faces, whose licence allows showing them), then each placement fitted."""
+    MaskedFace-Net's FFHQ faces, whose licence allows showing them), then each placement fitted, then
+    an occluder that is not a mask."""
     import json
 
     import matplotlib
@@ -228,12 +301,14 @@ def example_figure(faces_index: str | Path, templates: str | Path, out: str | Pa
     rng = np.random.default_rng(seed)
     chosen = [entries[i] for i in sorted(rng.choice(len(entries), size=rows, replace=False))]
     library = load_mask_library(templates)
-    titles = ["unmasked", "covered", "nose uncovered", "chin uncovered", "nose and mouth uncovered"]
+    titles = ["unmasked", "covered", "nose uncovered", "chin uncovered", "nose and mouth uncovered",
+              "not a mask: uncovered"]
     figure, axes = plt.subplots(rows, len(titles), figsize=(2 * len(titles), 2 * rows))
     for row, entry in enumerate(chosen):
         rgb = np.asarray(Image.open(index_path.parent / entry["file"]).convert("RGB"))
         landmarks = np.asarray(entry["landmarks"], np.float32)
         images = [rgb] + [fit_mask(rgb, landmarks, placement, library, rng) for placement in PLACEMENTS]
+        images.append(fit_occluder(rgb, landmarks, rng, OCCLUDERS[row % len(OCCLUDERS)]))
         for column, image in enumerate(images):
             axis = axes[row, column]
             axis.imshow(image)

@@ -38,7 +38,7 @@ from .preprocess import load_rgb, to_input_array
 
 CHECKPOINT_FORMAT = "masklens-checkpoint/1"
 NORMALIZATIONS = {"facenet": FACENET_NORMALIZATION, "identity": IDENTITY_NORMALIZATION}
-AUGMENTATIONS = ("none", "flip", "standard", "robust")
+AUGMENTATIONS = ("none", "flip", "standard", "robust", "webcam")
 # Label of an image known to show a mask but not whether it is worn correctly (a weak label).
 MASKED_LABEL = -2
 MASK_CLASSES = [CLASSES.index("covered"), CLASSES.index("incorrect")]
@@ -50,7 +50,7 @@ class TrainConfig:
     out_dir: str = field(default="runs/default", metadata={"help": "where checkpoints and logs go"})
     image_size: int = 160
     normalization: str = field(default="facenet", metadata={"help": "facenet or identity"})
-    augment: str = field(default="standard", metadata={"help": "none, flip, standard or robust"})
+    augment: str = field(default="standard", metadata={"help": "none, flip, standard, robust or webcam"})
     epochs: int = 3
     batch_size: int = 32
     optimizer: str = field(default="adamw", metadata={"help": "adam or adamw"})
@@ -73,6 +73,15 @@ class TrainConfig:
     mask_templates: str = field(default="../shared/data/mask-templates", metadata={"help": "for synthesis"})
     real_validation_percent: int = field(default=0, metadata={
         "help": "percent of the real photos of faces_index kept out of training and scored every epoch"})
+    occluded_share: float = field(default=0.0, metadata={
+        "help": "share of the synthesised faces that get a thing at the mouth that is not a mask (uncovered)"})
+    teacher: str = field(default="", metadata={
+        "help": "checkpoint distilled into this run on MaskedFace-Net's train images (seen unaugmented)"})
+    distill_weight: float = field(default=0.0, metadata={"help": "weight of the distillation loss"})
+    distill_temperature: float = 2.0
+    masked_covered_share: float = field(default=0.0, metadata={
+        "help": "0: a weak 'masked' label trains with -log(p_covered + p_incorrect); s > 0: towards covered with "
+                "probability s and incorrect with 1 - s instead (most real masks are worn correctly)"})
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -84,6 +93,19 @@ PRESETS: dict[str, TrainConfig] = {
     # real-base, fine-tuned on real faces (weak labels) and masks fitted onto unmasked faces.
     "real": TrainConfig(out_dir="runs/real", augment="robust", epochs=4, lr=5e-4, init_from="runs/real-base/model.pt",
                         faces_index="build/faces/index.json", synthetic_per_epoch=3000),
+    # real, one more epoch for webcam frames (small, blurry, gray faces) and things at the mouth that are
+    # not masks, distilled on MaskedFace-Net from the MaskedFace-Net-only default so that it keeps what
+    # default gets right there.
+    "real-webcam": TrainConfig(out_dir="runs/real-webcam", augment="webcam", epochs=1, lr=1.5e-4,
+                               init_from="models/real.pt", faces_index="build/faces/index.json",
+                               synthetic_per_epoch=4000, occluded_share=0.25, teacher="models/default.pt",
+                               distill_weight=1.0),
+    # The real-webcam recipe once more, from real-soup (the mean of real and real-webcam, training.soup), with
+    # a photo known only to show a mask trained towards "worn correctly" (as most real masks are worn).
+    "real-prior": TrainConfig(out_dir="runs/real-prior", augment="webcam", epochs=1, lr=1.5e-4,
+                              init_from="models/real-soup.pt", faces_index="build/faces/index.json",
+                              synthetic_per_epoch=4000, occluded_share=0.25, teacher="models/default.pt",
+                              distill_weight=1.0, masked_covered_share=0.8),
     # The paper: 256 x 256, resize + to-tensor only, Adam at 0.009 for 2 epochs, plain cross-entropy.
     "paper": TrainConfig(out_dir="runs/paper", image_size=256, normalization="identity", augment="none",
                          epochs=2, optimizer="adam", lr=0.009, weight_decay=0.0, schedule="constant",
@@ -95,13 +117,50 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
     return Preprocessing(size=config.image_size, **NORMALIZATIONS[config.normalization])
 
 
+class RandomLowResolution(torch.nn.Module):
+    """With probability ``p``, shrinks a PIL image to a longer side in ``sides`` and enlarges it back.
+
+    A small face in a webcam or CCTV frame has lost its fine detail *and* shows its pixel grid once
+    scaled up to the classifier's input; a Gaussian blur only softens edges.
+    """
+
+    def __init__(self, sides: tuple[int, int] = (40, 96), p: float = 0.3):
+        super().__init__()
+        self.sides, self.p = sides, p
+
+    def forward(self, image):
+        from PIL import Image
+
+        if torch.rand(1).item() >= self.p:
+            return image
+        side = int(torch.randint(self.sides[0], self.sides[1] + 1, (1,)).item())
+        width, height = image.size
+        scale = side / max(width, height)
+        if scale >= 1:
+            return image
+        small = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+        return small.resize((width, height), Image.BILINEAR)
+
+
+def _shortcut_breakers(grayscale: float, small_faces: bool) -> list:
+    """What stops the model from equating a mask with one colour or one kind of picture: strong hue
+    jitter, grayscale (webcam and CCTV frames), blur, JPEG artefacts, and a shift and scale of about
+    the spread of the face detector's boxes (results/framing.json: a few percent of the crop)."""
+    steps = [v2.RandomHorizontalFlip(),
+             v2.RandomAffine(degrees=8, translate=(0.05, 0.05), scale=(0.9, 1.1), fill=127),
+             v2.RandomApply([v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.5, hue=0.15)], p=0.8),
+             v2.RandomGrayscale(p=grayscale),
+             v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.3, 1.6))], p=0.2)]
+    if small_faces:
+        steps.append(RandomLowResolution())
+    return steps + [v2.RandomApply([v2.JPEG(quality=(25, 90))], p=0.3)]
+
+
 def make_transform(augment: str, size: int) -> v2.Compose:
     """PIL image -> augmented PIL image.
 
-    ``robust`` adds what stops the model from equating a mask with one colour or one kind of
-    picture: strong hue jitter, grayscale (webcam and CCTV frames), blur, JPEG artefacts, and a
-    shift and scale of about the spread of the face detector's boxes (results/framing.json: a few
-    percent of the crop).
+    ``robust``: ``_shortcut_breakers``. ``webcam``: those, with more grayscale and faces of a few
+    dozen pixels (``RandomLowResolution``), as webcam frames and video crops show them.
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
@@ -111,23 +170,23 @@ def make_transform(augment: str, size: int) -> v2.Compose:
         "standard": [v2.RandomHorizontalFlip(),
                      v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1)),
                      v2.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25, hue=0.03)],
-        "robust": [v2.RandomHorizontalFlip(),
-                   v2.RandomAffine(degrees=8, translate=(0.05, 0.05), scale=(0.9, 1.1), fill=127),
-                   v2.RandomApply([v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.5, hue=0.15)], p=0.8),
-                   v2.RandomGrayscale(p=0.15),
-                   v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.3, 1.6))], p=0.2),
-                   v2.RandomApply([v2.JPEG(quality=(25, 90))], p=0.3)],
+        "robust": _shortcut_breakers(grayscale=0.15, small_faces=False),
+        "webcam": _shortcut_breakers(grayscale=0.25, small_faces=True),
     }[augment]
     return v2.Compose(steps)
 
 
 class FaceDataset(Dataset):
-    """Yields (image tensor, class, reason) or None for a file that fails to decode (skipped by collate)."""
+    """Yields (image tensor, class, reason, teacher's view) or None for a file that fails to decode
+    (skipped by collate). The teacher's view is the image unaugmented where ``teacher_view``, else None.
+    """
 
-    def __init__(self, samples: tuple[Sample, ...], preprocessing: Preprocessing, augment: str):
+    def __init__(self, samples: tuple[Sample, ...], preprocessing: Preprocessing, augment: str,
+                 teacher_view: bool = False):
         self.samples = samples
         self.preprocessing = preprocessing
         self.transform = make_transform(augment, preprocessing.size)
+        self.teacher_view = teacher_view
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -135,7 +194,10 @@ class FaceDataset(Dataset):
     def to_item(self, image, label: int, reason: int):
         p = self.preprocessing
         array = to_input_array(self.transform(image), p.size, p.mean, p.std, p.interpolation)
-        return torch.from_numpy(array), label, reason
+        clean = None
+        if self.teacher_view:
+            clean = torch.from_numpy(to_input_array(image, p.size, p.mean, p.std, p.interpolation))
+        return torch.from_numpy(array), label, reason, clean
 
     def __getitem__(self, i: int):
         sample = self.samples[i]
@@ -183,17 +245,21 @@ class SyntheticMaskDataset(FaceDataset):
 
     Item i of epoch e depends only on (seed, e, i): half are masks worn correctly, half worn
     incorrectly in the reasons' proportions of MaskedFace-Net's train split (nose 0.5, chin 0.25,
-    nose and mouth 0.25).
+    nose and mouth 0.25). With ``occluded_share`` > 0, that share of the items is instead the face
+    with a thing at the mouth that is not a mask (``training.synth.fit_occluder``), labelled uncovered.
     """
 
     PLACEMENT_P = {"covered": 0.5, "nose": 0.25, "chin": 0.125, "nose_and_mouth": 0.125}
 
     def __init__(self, sources: list[tuple[Path, np.ndarray]], count: int, templates: str, seed: int,
-                 preprocessing: Preprocessing, augment: str):
+                 preprocessing: Preprocessing, augment: str, occluded_share: float = 0.0):
         super().__init__((), preprocessing, augment)
         if not sources:
             raise ValueError("no unmasked faces to synthesise masked faces from")
+        if not 0.0 <= occluded_share <= 1.0:
+            raise ValueError(f"occluded_share must be within 0..1, got {occluded_share}")
         self.sources, self.count, self.templates, self.seed = sources, count, templates, seed
+        self.occluded_share = occluded_share
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -205,15 +271,20 @@ class SyntheticMaskDataset(FaceDataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        from .synth import fit_mask, load_mask_library
+        from .synth import fit_mask, fit_occluder, load_mask_library
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
         path, landmarks = self.sources[rng.integers(len(self.sources))]
         placement = rng.choice(list(self.PLACEMENT_P), p=list(self.PLACEMENT_P.values()))
+        # Drawn only when asked for, so that runs without occluders keep their exact items.
+        occluded = self.occluded_share > 0 and rng.random() < self.occluded_share
         try:
             rgb = np.asarray(load_rgb(path))
         except OSError:
             return None
+        if occluded:
+            return self.to_item(Image.fromarray(fit_occluder(rgb, landmarks, rng)), CLASSES.index("uncovered"),
+                                NO_REASON)
         masked = fit_mask(rgb, landmarks, placement, load_mask_library(self.templates), rng)
         if placement == "covered":
             label, reason = CLASSES.index("covered"), NO_REASON
@@ -223,6 +294,8 @@ class SyntheticMaskDataset(FaceDataset):
 
 
 def collate_skipping_unreadable(batch):
+    """-> ((images, labels, reasons, teacher), skipped). ``teacher`` is None, or (rows, images): the
+    batch rows that have a teacher's view, and those views."""
     kept = [item for item in batch if item is not None]
     skipped = len(batch) - len(kept)
     if not kept:
@@ -230,7 +303,9 @@ def collate_skipping_unreadable(batch):
     images = torch.stack([item[0] for item in kept])
     labels = torch.tensor([item[1] for item in kept])
     reasons = torch.tensor([item[2] for item in kept])
-    return (images, labels, reasons), skipped
+    rows = [row for row, item in enumerate(kept) if item[3] is not None]
+    teacher = (torch.tensor(rows), torch.stack([kept[row][3] for row in rows])) if rows else None
+    return (images, labels, reasons, teacher), skipped
 
 
 def git_commit() -> str:
@@ -246,8 +321,16 @@ def partial_label_loss(logits: torch.Tensor, allowed: list[int]) -> torch.Tensor
     return torch.logsumexp(logits, dim=1) - torch.logsumexp(logits[:, allowed], dim=1)
 
 
+def masked_prior_loss(logits: torch.Tensor, covered_share: float) -> torch.Tensor:
+    """Per image, cross-entropy towards covered with probability ``covered_share`` and incorrect with the rest."""
+    log_p = F.log_softmax(logits, dim=1)
+    covered, incorrect = MASK_CLASSES
+    return -(covered_share * log_p[:, covered] + (1 - covered_share) * log_p[:, incorrect])
+
+
 def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
-    """Cross-entropy on known classes, ``partial_label_loss`` on weak "masked" labels, plus the reason loss.
+    """Cross-entropy on known classes, ``partial_label_loss`` (or, with ``masked_covered_share``,
+    ``masked_prior_loss``) on weak "masked" labels, plus the reason loss.
 
     Both class terms are summed per image and divided by the batch size, so a weakly labelled
     image weighs as much as a labelled one.
@@ -256,7 +339,9 @@ def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
     logits = logits.float()
     weak = labels == MASKED_LABEL
     known = F.cross_entropy(logits, labels.clamp_min(0), label_smoothing=config.label_smoothing, reduction="none")
-    per_image = torch.where(weak, partial_label_loss(logits, MASK_CLASSES), known)
+    weak_loss = (masked_prior_loss(logits, config.masked_covered_share) if config.masked_covered_share
+                 else partial_label_loss(logits, MASK_CLASSES))
+    per_image = torch.where(weak, weak_loss, known)
     loss = per_image.mean()
     # The reason loss is the mean over the batch's incorrectly masked images. It stays in the graph even
     # when the batch has none (or its weight is 0), because DistributedDataParallel needs every parameter
@@ -265,6 +350,14 @@ def compute_loss(outputs, labels, reasons, config: TrainConfig) -> torch.Tensor:
     per_image = F.cross_entropy(reason_logits.float(), reasons.clamp_min(0), reduction="none")
     reason_loss = (per_image * has_reason).sum() / has_reason.sum().clamp_min(1)
     return loss + config.reason_weight * reason_loss
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s KL(teacher || student) at ``temperature``, times its square (so that the
+    gradients keep their size whatever the temperature); mean over the images."""
+    teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
+    student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean") * temperature ** 2
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -279,7 +372,7 @@ def predict_batches(model: MaskClassifier, loader: DataLoader, device: torch.dev
     for batch, _ in loader:
         if batch is None:
             continue
-        images, labels, reasons = batch
+        images, labels, reasons, _ = batch
         images = images.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -458,12 +551,24 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    teacher = None
+    if config.distill_weight and not config.teacher:
+        raise ValueError("distill_weight needs teacher (the checkpoint to distil)")
+    if config.teacher:
+        teacher_checkpoint = load_checkpoint(config.teacher)
+        if teacher_checkpoint["preprocessing"] != preprocessing.to_dict():
+            raise ValueError(f"the teacher {config.teacher} was trained with preprocessing "
+                             f"{teacher_checkpoint['preprocessing']}, this run uses {preprocessing.to_dict()}")
+        teacher = model_from_checkpoint(teacher_checkpoint).to(device)
+        if config.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        data_summary["teacher"] = {"file": str(config.teacher), "sha256": sha256_of(config.teacher)}
 
     samples = train_index.samples
     if config.max_images:
         samples = tuple(np.random.default_rng(config.seed).permutation(np.array(samples, dtype=object))
                         [:config.max_images])
-    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment)]
+    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment, teacher_view=teacher is not None)]
     synthetic = None
     real_val_sets: dict[str, Dataset] = {}
     if config.faces_index:
@@ -477,7 +582,7 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
                                  "held_out_synthesis_sources": len(faces.held_out_sources)}
         if config.synthetic_per_epoch:
             synthetic = SyntheticMaskDataset(faces.sources, config.synthetic_per_epoch, config.mask_templates,
-                                             config.seed, preprocessing, config.augment)
+                                             config.seed, preprocessing, config.augment, config.occluded_share)
             parts.append(synthetic)
         if config.validate and faces.held_out_samples:
             real_val_sets["real_val_accuracy"] = FaceDataset(tuple(faces.held_out_samples), preprocessing, "none")
@@ -549,12 +654,22 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
         for batch, batch_skipped in progress:
             skipped += batch_skipped
             if batch is not None:
-                images, labels, reasons = (t.to(device) for t in batch)
+                images, labels, reasons, teacher_views = batch
+                images, labels, reasons = images.to(device), labels.to(device), reasons.to(device)
                 if config.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 with autocast(device, config.bf16):
                     outputs = ddp_model(images)
                 loss = compute_loss(outputs, labels, reasons, config)
+                if teacher is not None and teacher_views is not None:
+                    rows, views = teacher_views[0].to(device), teacher_views[1].to(device)
+                    if config.channels_last:
+                        views = views.contiguous(memory_format=torch.channels_last)
+                    with torch.no_grad(), autocast(device, config.bf16):
+                        teacher_logits, _ = teacher(views)
+                    # Summed over the distilled images and divided by the batch size, like the other terms.
+                    distilled = distillation_loss(outputs[0][rows], teacher_logits, config.distill_temperature)
+                    loss = loss + config.distill_weight * distilled * len(rows) / len(labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -8,7 +8,8 @@
 //   message is plain words (not an image, too large, ...)
 // await session.liveFrame(frame, {detect, minFaceSize}) -> {width, height, faces}: frame an ImageBitmap (transferred);
 //   faces [{box, score}] when detect, else null
-// await session.liveClassify(boxes) -> [face]: the faces at these boxes of the last live frame, classified
+// await session.liveClassify(boxes) -> {faces, runMs}: the faces at these boxes of the last live frame, classified;
+//   runMs: the time of the classifier's onnxruntime run alone (worker.js)
 
 export class Session {
   constructor(workerUrl) {
@@ -70,6 +71,7 @@ export class Session {
   }
 
   async liveClassify(boxes) {
-    return (await this.request({ type: 'live-classify', boxes })).faces;
+    const { faces, runMs } = await this.request({ type: 'live-classify', boxes });
+    return { faces, runMs };
   }
 }

@@ -20,7 +20,9 @@
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
 //   {type: "live-faces", id, width, height, faces}   faces: [{box, score}] (detect), else null
-//   {type: "live-classes", id, faces}         classifyFaces' faces (pipeline.js), without their crops
+//   {type: "live-classes", id, faces, runMs}  classifyFaces' faces (pipeline.js), without their crops; runMs:
+//       the time the classifier's onnxruntime session took (the rest of the call is cropping, Grad-CAM
+//       maths and messaging)
 //   {type: "error", id, stage, message}       stage: "load", "analyse" or "live"; message: plain words
 //
 // Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
@@ -259,9 +261,18 @@ async function liveStep(message) {
     return { type: 'live-faces', id: message.id, width: liveFrame.width, height: liveFrame.height, faces };
   }
   if (!liveFrame) throw new PlainError('No camera frame yet.');
+  let runMs = 0;
+  const timedRunNet = async (...args) => {
+    const started = performance.now();
+    try {
+      return await runNet(...args);
+    } finally {
+      runMs += performance.now() - started;
+    }
+  };
   const faces = await classifyFaces(liveFrame, message.boxes.map((box) => ({ box, score: null, landmarks: [] })),
-    { manifest, runNet, live: true });
-  return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face) };
+    { manifest, runNet: timedRunNet, live: true });
+  return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face), runMs };
 }
 
 const plain = (error, fallback) => (error instanceof PlainError ? error.message : `${fallback} (${error?.message ?? error})`);

@@ -27,8 +27,9 @@ test('dueTracks: never classified first, then the stalest, only past the interva
 });
 
 test('classifyInterval keeps classification to its share of the time when the classifier is slow', () => {
-  assert.equal(classifyInterval(0), 200);
-  assert.equal(classifyInterval(80), 200);
+  assert.equal(classifyInterval(0), 150);
+  assert.equal(classifyInterval(80), 150);
+  assert.equal(classifyInterval(80, 200), 200);
   assert.equal(classifyInterval(300), 375);
   assert.equal(classifyInterval(300, 200, 0.25), 1200);
 });
@@ -52,16 +53,18 @@ function fakeRig(frames, { detectMs = 30, classifyMs = 40 } = {}) {
     liveClassify: async (boxes) => {
       rig.calls.push(['classify', boxes.length]);
       rig.clock += classifyMs;
-      return boxes.map((box) => ({
+      const faces = boxes.map((box) => ({
         probabilities: box[0] < 100 ? { covered: 0.8, incorrect: 0.1, uncovered: 0.1 } : { covered: 0.1, incorrect: 0.1, uncovered: 0.8 },
         reason_probabilities: { nose: 0.3, chin: 0.3, nose_and_mouth: 0.4 },
         heatmaps: {},
         crop_box: box,
       }));
+      return { faces, runMs: 0.75 * classifyMs };
     },
   };
   rig.options = {
-    session: rig.session, manifest, now: () => rig.clock, onUpdate: (view) => rig.views.push(view),
+    // The scripted sequences below are timed for faces re-classified every 200 ms at most.
+    session: rig.session, manifest, now: () => rig.clock, onUpdate: (view) => rig.views.push(view), classifyIntervalMs: 200,
     sleep: async (ms) => { rig.calls.push(['sleep', ms]); rig.clock += ms; },
     grabFrame: async () => (rig.next < frames.length ? { index: rig.next++ } : null),
   };
@@ -91,6 +94,7 @@ test('LiveLoop detects while no face is tracked, then every DETECT_INTERVAL_MS; 
   assert.ok(last.fps > 0 && last.detections > 0);
   // Classify steps say they did not detect.
   assert.ok(rig.views.some((view) => view.timing.detectMs === null && view.timing.classified === 1));
+  assert.ok(rig.views.every((view) => view.timing.runMs === (view.timing.classified ? 30 : 0)));
 });
 
 test('LiveLoop moves tracked boxes to the followed ones and classifies there', async () => {
