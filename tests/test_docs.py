@@ -276,7 +276,7 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     page = render_template(TEMPLATES / "results.md.j2", context)
     assert "| 1 | 32.8 | 1.7 | 3.5 | 80 px | 279.3 ms (103.9 + 1 × 175.4) | 94.8 ms (61.9 + 1 × 33.0) | 2.95× |" in page
     assert "every\n500 ms" in page and "at most every 200 ms" in page and "at most 80% of the time" in page
-    assert "(here\nmet: 32.8)" in page and "(not met:\n3.5 with one face)" in page and "(not met: 2.95×)" in page
+    assert "(here\nmet: 32.8)" in page and "(not met with 1 face: 3.5)" in page and "(not met: 2.95×)" in page
     assert "A classification takes 175.4 ms" in page and "is within 1.7×." in page
     assert "own run" not in page
     scene["browser"]["classify_run_ms_per_face"] = 80.5
