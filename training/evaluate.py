@@ -139,7 +139,8 @@ def evaluate(config: EvalConfig) -> dict:
                              "git_commit": checkpoint["git_commit"],
                              "init_from": checkpoint["data"].get("init_from"),
                              # Only where there was one, so that older checkpoints' metrics keep their keys.
-                             **{key: checkpoint["data"][key] for key in ("teacher", "soup") if key in checkpoint["data"]}},
+                             **{key: checkpoint["data"][key] for key in ("teacher", "soup")
+                                if key in checkpoint["data"]}},
               "classes": list(CLASSES), "reasons": list(REASONS)}
     if config.mask_folder:
         index = index_mask_folder(config.mask_folder)

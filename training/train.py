@@ -100,17 +100,17 @@ PRESETS: dict[str, TrainConfig] = {
                                init_from="models/real.pt", faces_index="build/faces/index.json",
                                synthetic_per_epoch=4000, occluded_share=0.25, teacher="models/default.pt",
                                distill_weight=1.0),
-    # The real-webcam recipe once more, from real-soup (the mean of real and real-webcam, training.soup), with
-    # a photo known only to show a mask trained towards "worn correctly" (as most real masks are worn).
-    "real-prior": TrainConfig(out_dir="runs/real-prior", augment="webcam", epochs=1, lr=1.5e-4,
-                              init_from="models/real-soup.pt", faces_index="build/faces/index.json",
-                              synthetic_per_epoch=4000, occluded_share=0.25, teacher="models/default.pt",
-                              distill_weight=1.0, masked_covered_share=0.8),
     # The paper: 256 x 256, resize + to-tensor only, Adam at 0.009 for 2 epochs, plain cross-entropy.
     "paper": TrainConfig(out_dir="runs/paper", image_size=256, normalization="identity", augment="none",
                          epochs=2, optimizer="adam", lr=0.009, weight_decay=0.0, schedule="constant",
                          label_smoothing=0.0, reason_weight=0.0),
 }
+
+
+# The real-webcam recipe once more, from real-soup (the mean of real and real-webcam, training.soup), with a
+# photo known only to show a mask trained towards "worn correctly" (as most real masks are worn).
+PRESETS["real-prior"] = dataclasses.replace(PRESETS["real-webcam"], out_dir="runs/real-prior",
+                                            init_from="models/real-soup.pt", masked_covered_share=0.8)
 
 
 def preprocessing_for(config: TrainConfig) -> Preprocessing:
@@ -462,6 +462,15 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def load_checkpoint_for(path: str | Path, preprocessing: Preprocessing) -> dict:
+    """``load_checkpoint``, refusing a model trained with other preprocessing than this run's."""
+    checkpoint = load_checkpoint(path)
+    if checkpoint["preprocessing"] != preprocessing.to_dict():
+        raise ValueError(f"{path} was trained with preprocessing {checkpoint['preprocessing']}, "
+                         f"this run uses {preprocessing.to_dict()}")
+    return checkpoint
+
+
 def model_from_checkpoint(checkpoint: dict) -> MaskClassifier:
     """Rebuilds the model in fp32 eval mode from a checkpoint dict (fp16-stored weights are upcast)."""
     if tuple(checkpoint["classes"]) != CLASSES or tuple(checkpoint["reasons"]) != REASONS:
@@ -542,10 +551,7 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     preprocessing = preprocessing_for(config)
     model = build_model(preprocessing, dropout=config.dropout)
     if config.init_from:
-        start = load_checkpoint(config.init_from)
-        if start["preprocessing"] != preprocessing.to_dict():
-            raise ValueError(f"{config.init_from} was trained with preprocessing {start['preprocessing']}, "
-                             f"this run uses {preprocessing.to_dict()}")
+        start = load_checkpoint_for(config.init_from, preprocessing)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start["model"].items()})
         data_summary["init_from"] = {"file": str(config.init_from), "sha256": sha256_of(config.init_from)}
     model = model.to(device)
@@ -555,11 +561,7 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     if config.distill_weight and not config.teacher:
         raise ValueError("distill_weight needs teacher (the checkpoint to distil)")
     if config.teacher:
-        teacher_checkpoint = load_checkpoint(config.teacher)
-        if teacher_checkpoint["preprocessing"] != preprocessing.to_dict():
-            raise ValueError(f"the teacher {config.teacher} was trained with preprocessing "
-                             f"{teacher_checkpoint['preprocessing']}, this run uses {preprocessing.to_dict()}")
-        teacher = model_from_checkpoint(teacher_checkpoint).to(device)
+        teacher = model_from_checkpoint(load_checkpoint_for(config.teacher, preprocessing)).to(device)
         if config.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
         data_summary["teacher"] = {"file": str(config.teacher), "sha256": sha256_of(config.teacher)}
