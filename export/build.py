@@ -1,14 +1,17 @@
 """Export command: ``masklens-export`` writes everything the browser and the predictor run.
 
 Into ``out_dir``: ``classifier.onnx`` (logits, reason logits and the Grad-CAM activations and channel
-weights of two target layers, see ``export.classifier``), ``classifier-live.onnx`` (the webcam mode's
-forward-only graph for block8, its weights read from ``classifier.onnx``), ``classifier-gpu.onnx`` (the
+weights of two target layers, see ``export.classifier``), ``classifier-live-int8.onnx`` (the webcam mode's
+forward-only graph for block8, quantized to int8 for the CPU: see ``export.quantize``; checked against the
+full graph on the split), ``classifier-live.onnx`` (the same graph in fp32 for the GPU, its weights read
+from ``classifier.onnx``), ``classifier-gpu.onnx`` (the
 full graph for onnxruntime's WebGPU backend, whose MaxPool gives no indices; weights also read from
 ``classifier.onnx``), ``pnet.onnx``/``rnet.onnx``/``onet.onnx``
 (MTCNN, see ``export.face_detector``) and ``manifest.json``: class and reason names in order,
 preprocessing, I/O names and shapes, target layers and map sizes, the face-crop framing, each file's
 size and sha256, the model version and its holdout metrics. Beside the results it writes
-``compression.json``: every weight format measured against fp32 on a whole split, and which one ships.
+``compression.json``: every weight format measured against fp32 on a whole split, and which one ships,
+and the int8 live graph measured against the full graph (``live_int8``).
 
 The shipped weight format is the smallest whose outputs on the split hold these bounds against fp32:
 the same predicted class for every image, probabilities within 0.01, heatmaps within 0.02.
@@ -35,11 +38,13 @@ from .classifier import (WEIGHT_FORMATS, export_classifier, export_gpu_classifie
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
+from .quantize import calibration_rows, compare_with_full, quantize_live_classifier
 from .tracking import LiveRule
 
 MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
 LIVE_CLASSIFIER_FILE = "classifier-live.onnx"
+LIVE_INT8_FILE = "classifier-live-int8.onnx"
 GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
 TARGET_LAYERS = ("block8", "repeat_2")
@@ -53,7 +58,12 @@ class ExportConfig:
     framing: str = field(default="results/framing.json", metadata={"help": "written by python -m export.framing"})
     metrics: str = field(default="results/default/metrics-holdout.json", metadata={"help": "masklens-eval output"})
     data_root: str = "../shared/data/maskedface-net"
-    split: str = field(default="holdout", metadata={"help": "split the weight formats are compared on"})
+    split: str = field(default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"})
+    calibration_split: str = field(default="train", metadata={"help": "split whose faces set the int8 live graph's ranges"})
+    calibration_per_class: int = 64
+    check_live_int8: bool = field(default=True, metadata={
+        "help": "refuse an int8 live graph beyond export.quantize.INT8_BOUNDS of the full graph (the tests turn "
+                "it off for untrained models, whose flat heatmaps magnify any rounding)"})
     compression_report: str = "results/compression.json"
     max_side: int = field(default=1280, metadata={"help": "photos are scaled down to this longer side first"})
     max_pixels: int = field(default=100_000_000, metadata={"help": "larger photos are refused"})
@@ -107,11 +117,13 @@ def jet_colormap() -> list[str]:
     return ["#%02x%02x%02x" % tuple(int(v) for v in row) for row in rgb]
 
 
-def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 32) -> dict[str, np.ndarray]:
+def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 32,
+              integer_arithmetic: bool = False) -> dict[str, np.ndarray]:
     """Probabilities [N, 3] and, per target layer, upsampled heatmaps of the fp32-predicted class."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_path), session_options(threads), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_path), session_options(threads, integer_arithmetic),
+                                   providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     chunks: dict[str, list] = {name: [] for name in names}
     for start in range(0, len(inputs), batch):
@@ -176,12 +188,8 @@ def build(config: ExportConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        if config.weights == "auto":
-            report = compare_formats(model, config, work)
-            write_json(config.compression_report, report)
-            chosen = report["chosen"]
-        else:
-            chosen = config.weights
+        report = compare_formats(model, config, work) if config.weights == "auto" else None
+        chosen = report["chosen"] if report else config.weights
         description = export_classifier(model, work / CLASSIFIER_FILE, TARGET_LAYERS, batch_size=None, weights=chosen)
         kept = Path(config.keep) if config.keep else None
         if kept is not None and not kept.is_file():
@@ -197,10 +205,26 @@ def build(config: ExportConfig) -> dict:
     differences = check_same_outputs(out_dir / CLASSIFIER_FILE,
                                      [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
                                      model.preprocessing.size, config.threads)
+    calibration = index_split(config.data_root, config.calibration_split).samples
+    calibration = [calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)]
+    quantization = quantize_live_classifier(model, out_dir / LIVE_INT8_FILE, split_inputs(calibration, model.preprocessing))
+    quantization["calibration_split"] = config.calibration_split
+    checked = index_split(config.data_root, config.split).samples
+    inputs = split_inputs(checked, model.preprocessing)
+    against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads),
+                                     run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True),
+                                     np.array([s.label for s in checked]), model.preprocessing.size)
+    against_full["split"] = config.split
+    if config.check_live_int8 and not against_full["within_bounds"]:
+        raise SystemExit(f"{LIVE_INT8_FILE} strays from {CLASSIFIER_FILE} on {config.split} beyond {against_full['bounds']}: "
+                         f"{against_full}")
+    if report:
+        write_json(config.compression_report, {**report, "live_int8": {"quantization": quantization,
+                                                                        "against_full": against_full}})
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
-    files = [CLASSIFIER_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE,
+    files = [CLASSIFIER_FILE, LIVE_INT8_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE,
              *(net["file"] for net in detector["nets"].values())]
     checkpoint_sha = sha256_of(config.checkpoint)
     manifest = {
@@ -213,9 +237,10 @@ def build(config: ExportConfig) -> dict:
         "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
                        "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
                        "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"],
-                       "live": {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
+                       "live": {"file": LIVE_INT8_FILE, "quantization": quantization, "against_full": against_full,
                                 "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
-                                "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]},
+                                "gpu": {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
+                                        "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]}},
                        "gpu": {"file": GPU_CLASSIFIER_FILE, "weights_file": gpu["weights_file"],
                                "max_difference_from_full": differences[GPU_CLASSIFIER_FILE]}},
         "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,

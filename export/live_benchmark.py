@@ -18,8 +18,9 @@ first ``warmup`` not counted), and its own log (``window.__masklens_live``) give
   and its worker, and waiting for the CPU); ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
 
 The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
-face size the browser settled on, classify all of them) with onnxruntime's CPU provider on as many
-threads as the browser has.
+face size the browser settled on, classify all of them with the same int8 graph) with onnxruntime's CPU
+provider on as many threads as the browser has; ``classify_fp32_ms_per_face`` times the fp32 live graph
+on the same crops (onnxruntime's x86 kernels are faster in float than for uint8 x uint8).
 The result records the machine (CPU, cores), Chromium's version, threads and whether the page was
 cross-origin isolated. Needs /usr/bin/chromium and playwright (the test extras).
 """
@@ -41,6 +42,7 @@ from training.preprocess import load_rgb
 
 from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
 from .framing import crop_face
+from .predict import normalize_crops, session_options
 from .video import LivePredictor
 from .y4m import compose, write_y4m
 
@@ -102,7 +104,10 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
 
 
 def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_face_size: float) -> dict:
-    """The browser's per-frame work in Python, with the smallest face the browser's loop settled on."""
+    """The browser's per-frame work in Python, with the smallest face the browser's loop settled on; and,
+    for reference, a classification by the fp32 live graph (WebGPU's) on the same crops."""
+    import onnxruntime as ort
+
     live = LivePredictor(models, threads)
     live.min_face_size = min_face_size
     size = live.predictor.preprocessing["size"]
@@ -118,8 +123,17 @@ def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_
         classify.append(1000 * (finished - detected) / len(found))
         faces = len(found)
     detect_ms, classify_ms = statistics.median(detect[1:]), statistics.median(classify[1:])
+    fp32 = ort.InferenceSession(str(models / live.predictor.manifest["classifier"]["live"]["gpu"]["file"]),
+                                session_options(threads), providers=["CPUExecutionProvider"])
+    inputs = normalize_crops(crops, live.predictor.preprocessing)
+    fp32_ms = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        fp32.run(None, {"image": inputs})
+        fp32_ms.append(1000 * (time.perf_counter() - started) / len(inputs))
     return {"threads": threads, "min_face_size": min_face_size, "faces_found": faces, "detect_ms": round(detect_ms, 1),
-            "classify_ms_per_face": round(classify_ms, 1), "frame_ms": round(detect_ms + faces * classify_ms, 1)}
+            "classify_ms_per_face": round(classify_ms, 1), "frame_ms": round(detect_ms + faces * classify_ms, 1),
+            "classify_fp32_ms_per_face": round(statistics.median(fp32_ms[1:]), 1)}
 
 
 def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int) -> dict:

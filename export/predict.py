@@ -128,12 +128,15 @@ class FaceResult:
     crop: np.ndarray = field(repr=False)
 
 
-def session_options(threads: int = 0) -> ort.SessionOptions:
-    """onnxruntime options for our graphs; ``threads`` 0 lets onnxruntime choose."""
+def session_options(threads: int = 0, integer_arithmetic: bool = False) -> ort.SessionOptions:
+    """onnxruntime options for our graphs; ``threads`` 0 lets onnxruntime choose; ``integer_arithmetic`` for
+    a statically quantized graph (export/quantize.py), whose quantize/dequantize pairs onnxruntime fuses into
+    integer operators."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    # Decode int8 weights once at load instead of on every run (same values, see compress_weights).
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    if not integer_arithmetic:
+        # Decode int8 weights once at load instead of on every run (same values, see compress_weights).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     # The predictor runs four sessions one after another (P-, R-, O-Net, classifier), each with its own
     # thread pool; threads left spinning after one run take the cores from the next (measured on 2
     # cores: a webcam frame's detection and classification 186 ms with spinning, 80 ms without).
@@ -145,6 +148,7 @@ class Predictor:
     def __init__(self, model_dir: str | Path, threads: int = 0):
         self.model_dir = Path(model_dir)
         self.manifest = load_manifest(self.model_dir)
+        self.threads = threads
         self.options = session_options(threads)
         classifier = self.manifest["classifier"]
         self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), self.options,
@@ -166,7 +170,8 @@ class Predictor:
         if live is None:
             raise ModelIntegrityError(f"{self.model_dir / MANIFEST_NAME} has no live classifier "
                                       "(an export from before it): run masklens-export again")
-        return ort.InferenceSession(str(self.model_dir / live["file"]), self.options,
+        return ort.InferenceSession(str(self.model_dir / live["file"]),
+                                    session_options(self.threads, integer_arithmetic="quantization" in live),
                                     providers=["CPUExecutionProvider"])
 
     def classify(self, inputs: np.ndarray, live: bool = False) -> dict[str, np.ndarray]:
@@ -187,8 +192,9 @@ class Predictor:
         return [(probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in layers})
                 for i in range(len(crops))]
 
-    def predict_photo(self, rgb: np.ndarray, whole_image: bool = False) -> list[FaceResult]:
-        """Faces found in an RGB photo; ``whole_image`` treats the photo itself as one face crop."""
+    def predict_photo(self, rgb: np.ndarray, whole_image: bool = False, live: bool = False) -> list[FaceResult]:
+        """Faces found in an RGB photo; ``whole_image`` treats the photo itself as one face crop; ``live``
+        classifies them with the webcam mode's graph (block8 maps only)."""
         size = self.preprocessing["size"]
         height, width = rgb.shape[:2]
         if whole_image:
@@ -203,7 +209,7 @@ class Predictor:
                               crop_box, crop_face(rgb, face.box, self.framing, size)))
         if not faces:
             return []
-        predictions = self.predict_crops(np.stack([f[4] for f in faces]))
+        predictions = self.predict_crops(np.stack([f[4] for f in faces]), live=live)
         return [FaceResult(box=box, score=score, landmarks=landmarks, crop_box=crop_box, probabilities=p,
                            reason_probabilities=rp, coarse_maps=maps, crop=crop)
                 for (box, score, landmarks, crop_box, crop), (p, rp, maps) in zip(faces, predictions)]

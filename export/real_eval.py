@@ -13,7 +13,8 @@ counted apart (``not_found``) and never scored as right. Sets (``SETS``):
   incorrect (``masked_rate``).
 - ``real-video-frames`` (64 px grayscale face crops, three classes; at most ``per_class`` frames of
   each class, evenly spaced): balanced 3-class accuracy and confusion, through the face finder and,
-  as these frames are already face crops, also in whole-image mode (no detector).
+  as these frames are already face crops, also in whole-image mode (no detector), and through the face
+  finder and the webcam mode's graph (``detected_live``: the int8 graph on the CPU).
 
 Deterministic: the same models and data give byte-identical JSON.
 """
@@ -54,22 +55,23 @@ def list_images(folder: Path, limit: int = 0, recursive: bool = False) -> list[P
     return files
 
 
-def answer(predictor: Predictor, path: Path, whole_image: bool = False) -> dict:
+def answer(predictor: Predictor, path: Path, whole_image: bool = False, live: bool = False) -> dict:
     """The photo's answer: class of its largest face, faces found, or the reason it failed."""
     limits = predictor.manifest["input_limits"]
     try:
         rgb = open_photo(path, limits["max_side"], limits["max_pixels"])
     except PhotoError as error:
         return {"faces": 0, "class": None, "error": str(error)}
-    faces = predictor.predict_photo(rgb, whole_image)
+    faces = predictor.predict_photo(rgb, whole_image, live)
     if not faces:
         return {"faces": 0, "class": None}
     largest = max(faces, key=lambda face: face_size(face.box))
     return {"faces": len(faces), "class": predictor.classes[int(largest.probabilities.argmax())]}
 
 
-def run_folder(predictor: Predictor, files: list[Path], label: str, whole_image: bool = False) -> list[dict]:
-    return [answer(predictor, path, whole_image)
+def run_folder(predictor: Predictor, files: list[Path], label: str, whole_image: bool = False,
+               live: bool = False) -> list[dict]:
+    return [answer(predictor, path, whole_image, live)
             for path in tqdm(files, desc=label, leave=False, dynamic_ncols=True, mininterval=5.0)]
 
 
@@ -113,14 +115,15 @@ def mask_kinds(predictor: Predictor, root: Path) -> dict:
     return result
 
 
-def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: bool) -> dict:
-    """Balanced accuracy and confusion (rows: true class, columns: answer) over the frames with a face."""
+def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: bool, live: bool = False) -> dict:
+    """Balanced accuracy and confusion (rows: true class, columns: answer) over the frames with a face;
+    ``live``: classified by the webcam mode's graph."""
     classes = predictor.classes
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     per_class_found = {}
     for row, name in enumerate(classes):
         answers = run_folder(predictor, list_images(root / name, per_class), f"{name} (whole image)"
-                             if whole_image else name, whole_image)
+                             if whole_image else f"{name} (live)" if live else name, whole_image, live)
         per_class_found[name] = found_summary(answers)
         for a in answers:
             if a["class"] is not None:
@@ -142,7 +145,9 @@ def evaluate_real(config: RealEvalConfig) -> dict:
         "real-photos": mask_photos(predictor, data / "real-photos" / "test"),
         "real-masks": mask_kinds(predictor, data / "real-masks" / "test"),
         "real-video-frames": {"detected": three_class(predictor, frames, config.per_class, whole_image=False),
-                              "whole_image": three_class(predictor, frames, config.per_class, whole_image=True)},
+                              "whole_image": three_class(predictor, frames, config.per_class, whole_image=True),
+                              "detected_live": three_class(predictor, frames, config.per_class, whole_image=False,
+                                                           live=True)},
     }
 
 

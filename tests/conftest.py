@@ -38,7 +38,8 @@ def one_thread():
 @pytest.fixture(scope="session")
 def exported_models(tmp_path_factory):
     """One full export for the session, through masklens-export's build(): an int8 classifier on
-    random weights, MTCNN and the manifest."""
+    random weights, its int8 live graph calibrated and measured on a generated tree (not held to the
+    export's bounds: an untrained model's heatmaps are flat), MTCNN and the manifest."""
     import json
 
     import torch
@@ -57,8 +58,9 @@ def exported_models(tmp_path_factory):
     metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
                                    "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
     out = work / "models"
-    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8",
-                       framing=str(REPO / "results" / "framing.json"), metrics=str(metrics), threads=1))
+    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8", data_root=str(make_tree(work / "data")),
+                       check_live_int8=False, framing=str(REPO / "results" / "framing.json"), metrics=str(metrics),
+                       threads=1))
     return out
 
 

@@ -31,6 +31,10 @@ def test_shipped_models_match_their_manifest():
     holdout = json.loads((RESULTS / "metrics-holdout.json").read_text())
     assert manifest["metrics"]["holdout"]["accuracy"] == holdout["accuracy"]
     assert holdout["checkpoint"]["sha256"] == sha256_of(CHECKPOINT)
+    live = manifest["classifier"]["live"]
+    assert live["against_full"]["within_bounds"] and live["against_full"]["images"] == holdout["images"]
+    compression = json.loads((REPO / "results" / "compression.json").read_text())
+    assert compression["live_int8"] == {"quantization": live["quantization"], "against_full": live["against_full"]}
 
 
 @pytest.mark.slow

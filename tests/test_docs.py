@@ -195,6 +195,20 @@ def test_optional_sections_render_only_when_their_artifact_exists(results):
     method = render_template(TEMPLATES / "method.md.j2", context)
     assert "## Weight compression" in method
     assert "| **int8** | 23.5 MB | 50.00% | 100.00% | 0.0010 | 0.0040 | 0.0080 | yes |" in method
+    assert "webcam mode's int8 graph" not in method
+    context["compression"]["live_int8"] = {
+        "quantization": {"weights": "uint8 per output channel", "activations": "uint8", "calibration": "percentile 99.999",
+                         "calibration_images": 12, "calibration_split": "train"},
+        "against_full": {"split": "holdout", "images": 9, "accuracy": 0.4444, "accuracy_full": 0.5, "same_class": 0.8889,
+                         "max_probability_difference": 0.03125, "p99_heatmap_difference": {"block8": 0.02},
+                         "max_heatmap_difference": {"block8": 0.125}, "within_bounds": False,
+                         "bounds": {"min_same_class": 0.995, "max_probability_difference": 0.1,
+                                    "p99_heatmap_difference": 0.05, "max_heatmap_difference": 0.25}}}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "### The webcam mode's int8 graph" in method
+    assert "ranges from 12 faces of\nthe `train` split" in method and "accuracy\n44.44% (full graph 50.00%)" in method
+    assert "the same\nclass for 88.89% of the images, probabilities within\n0.0312" in method
+    assert "within 0.0200 on 99%\nof the images and 0.1250 on all" in method
     paper = json.loads(json.dumps(context["results"]["default"]))
     paper["holdout"]["checkpoint"]["config"].update(image_size=256, normalization="identity", reason_weight=0.0)
     context["results"]["paper"] = paper
@@ -283,5 +297,9 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     assert "of which onnxruntime-web's own run is 80.5 ms" in render_template(TEMPLATES / "results.md.j2", context)
     scene["browser_over_native"] = 1.9
     assert "A classification takes" not in render_template(TEMPLATES / "results.md.j2", context)
+    assert "with the fp32 one" not in render_template(TEMPLATES / "results.md.j2", context)
+    scene["native"]["classify_fp32_ms_per_face"] = 31.5
+    assert "takes 33.0 ms per face with the int8\nlive graph and 31.5 ms with the fp32 one" in render_template(
+        TEMPLATES / "results.md.j2", context)
     context["figures"] = [*context["figures"], "app-desktop.png", "app-phone.png"]
     assert "../results/figures/app-phone.png" in render_template(TEMPLATES / "try.md.j2", context)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
+from export.quantize import INT8_BOUNDS, compare_with_full
 from training.data import CLASSES, REASONS
 
 from .conftest import REPO, shared_data_or_skip
@@ -30,12 +31,15 @@ def test_manifest_describes_the_models(model_dir):
     session = ort.InferenceSession(str(model_dir / classifier["file"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [classifier["input"]["name"]]
     assert {o.name for o in session.get_outputs()} == set(classifier["outputs"])
-    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live.onnx", "classifier-gpu.onnx", "pnet.onnx",
-                                      "rnet.onnx", "onet.onnx"}
+    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live-int8.onnx", "classifier-live.onnx",
+                                      "classifier-gpu.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
     live = classifier["live"]
-    assert live["file"] == "classifier-live.onnx" and live["weights_file"] == "classifier.onnx"
+    assert live["file"] == "classifier-live-int8.onnx" and "weights_file" not in live
     assert live["target_layers"] == ["block8"] and live["maps"] == {"block8": [3, 3]}
-    assert live["max_difference_from_full"] <= 1e-4
+    assert live["quantization"]["calibration_images"] == 12 and live["quantization"]["calibration_split"] == "train"
+    assert live["against_full"]["split"] == "holdout" and live["against_full"]["images"] == 12
+    assert live["gpu"]["file"] == "classifier-live.onnx" and live["gpu"]["weights_file"] == "classifier.onnx"
+    assert live["gpu"]["max_difference_from_full"] <= 1e-4
     gpu = classifier["gpu"]
     assert gpu["file"] == "classifier-gpu.onnx" and gpu["weights_file"] == "classifier.onnx"
     assert gpu["max_difference_from_full"] <= 1e-4
@@ -44,23 +48,66 @@ def test_manifest_describes_the_models(model_dir):
     assert manifest["face_crop"]["framing"]["side"] > 1
 
 
-def test_live_classifier_reads_the_full_graphs_weights_and_gives_its_outputs(model_dir):
-    """The webcam mode's graph stores no weights of its own (they are read from classifier.onnx), and
-    its outputs are the full graph's, faster."""
+def test_live_gpu_classifier_reads_the_full_graphs_weights_and_gives_its_outputs(model_dir):
+    """The webcam mode's fp32 graph (WebGPU's) stores no weights of its own (they are read from
+    classifier.onnx), and its outputs are the full graph's, faster."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    live = manifest["classifier"]["live"]
+    live = manifest["classifier"]["live"]["gpu"]
     assert manifest["files"][live["file"]]["bytes"] < manifest["files"]["classifier.onnx"]["bytes"] / 20
     proto = onnx.load(str(model_dir / live["file"]), load_external_data=False)
     external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {"classifier.onnx"}
+    full, other = (ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
+                   for name in ("classifier.onnx", live["file"]))
+    images = np.random.default_rng(1).normal(0, 1, (2, 3, 160, 160)).astype(np.float32)
+    expected = dict(zip([o.name for o in full.get_outputs()], full.run(None, {"image": images})))
+    for output, value in zip(other.get_outputs(), other.run(None, {"image": images})):
+        np.testing.assert_allclose(value, expected[output.name], atol=1e-4, err_msg=output.name)
+
+
+def test_live_classifier_is_int8_and_close_to_the_full_graph(model_dir):
+    """The webcam mode's CPU graph has uint8 weights and inputs for its convolutions, no weights read from
+    elsewhere, and on random crops gives the full graph's probabilities within the bound the export checks
+    (its heatmaps are held to theirs by the export, on a trained model: tests/test_artifacts.py)."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    live = manifest["classifier"]["live"]
+    proto = onnx.load(str(model_dir / live["file"]))
+    assert not [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    stored = {t.name: t for t in proto.graph.initializer}
+    decoded_from = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    convolutions = [node for node in proto.graph.node if node.op_type == "Conv"]
+    # Input and weights of every convolution are decoded from uint8 (the input by a QuantizeLinear before it).
+    assert convolutions and all(node.input[0] in decoded_from and node.input[1] in decoded_from for node in convolutions)
+    assert all(stored[decoded_from[node.input[1]]].data_type == onnx.TensorProto.UINT8 for node in convolutions)
     predictor = Predictor(model_dir, threads=1)
     crops = np.random.default_rng(1).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
     for (p, rp, maps), (live_p, live_rp, live_maps) in zip(predictor.predict_crops(crops),
                                                            predictor.predict_crops(crops, live=True)):
-        np.testing.assert_allclose(live_p, p, atol=1e-5)
-        np.testing.assert_allclose(live_rp, rp, atol=1e-5)
-        assert list(live_maps) == ["block8"]
-        np.testing.assert_allclose(live_maps["block8"], maps["block8"], atol=1e-4)
+        np.testing.assert_allclose(live_p, p, atol=INT8_BOUNDS["max_probability_difference"])
+        np.testing.assert_allclose(live_rp, rp, atol=INT8_BOUNDS["max_probability_difference"])
+        assert list(live_maps) == ["block8"] and live_maps["block8"].shape == maps["block8"].shape
+
+
+def test_the_int8_check_holds_the_live_graph_to_its_bounds():
+    """compare_with_full: equal outputs are within bounds; other classes for 1% of the images, or heatmaps
+    changed by more than 0.05 on more than 1% of them, are not."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (200, 3)).astype(np.float32)
+    full = {"logits": logits, "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
+            "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32)}
+    labels = logits.argmax(1)
+    same = compare_with_full(full, {k: v.copy() for k, v in full.items()}, labels, 16)
+    assert same["within_bounds"] and same["same_class"] == 1.0 and same["accuracy"] == same["accuracy_full"] == 1.0
+    assert same["max_probability_difference"] == 0 and same["max_heatmap_difference"] == {"block8": 0.0}
+    flipped = {**full, "logits": logits.copy()}
+    flipped["logits"][:2] = -flipped["logits"][:2]
+    report = compare_with_full(full, flipped, labels, 16)
+    assert report["same_class"] == 0.99 and not report["within_bounds"]
+    moved = {**full, "block8_activations": full["block8_activations"].copy()}
+    moved["block8_activations"][:3] = full["block8_activations"][:3, :, ::-1, ::-1]  # the map turned upside down
+    report = compare_with_full(full, moved, labels, 16)
+    assert report["same_class"] == 1.0 and report["p99_heatmap_difference"]["block8"] > 0.05
+    assert not report["within_bounds"]
 
 
 def test_gpu_classifier_needs_no_max_pool_indices_and_gives_the_full_graphs_outputs(model_dir):

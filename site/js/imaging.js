@@ -280,14 +280,23 @@ export function cropFace(image, box, framing, outSize) {
   const side = Math.max(1, roundHalfEven(f32(x2 - x1)));
   const left = roundHalfEven(x1);
   const top = roundHalfEven(y1);
-  const clamp = (v, max) => (v < 0 ? 0 : v > max ? max : v);
+  const clamp = (v, min, max) => (v < min ? min : v > max ? max : v);
   const data = new Uint8ClampedArray(side * side * channels);
-  for (let y = 0; y < side; y++) {
-    const row = clamp(top + y, image.height - 1) * image.width;
-    for (let x = 0; x < side; x++) {
-      const from = (row + clamp(left + x, image.width - 1)) * channels;
-      data.set(image.data.subarray(from, from + channels), (y * side + x) * channels);
+  // Output columns [inside, outside) fall in the photo and are copied a row at a time (a webcam step
+  // crops every tracked face); those left and right of them repeat the photo's edge pixels.
+  const inside = clamp(-left, 0, side);
+  const outside = clamp(image.width - left, inside, side);
+  const repeat = (from, to, start, end) => {
+    for (let x = start; x < end; x++) {
+      for (let c = 0; c < channels; c++) data[to + x * channels + c] = image.data[from + c];
     }
+  };
+  for (let y = 0; y < side; y++) {
+    const row = clamp(top + y, 0, image.height - 1) * image.width;
+    const to = y * side * channels;
+    repeat(row * channels, to, 0, inside);
+    data.set(image.data.subarray((row + left + inside) * channels, (row + left + outside) * channels), to + inside * channels);
+    repeat((row + image.width - 1) * channels, to, outside, side);
   }
   return resizeBilinear({ width: side, height: side, data }, outSize, outSize);
 }
@@ -304,21 +313,6 @@ export function toPlanar(image) {
     for (let c = 0; c < 3; c++) data[c * plane + i] = image.data[i * channels + c];
   }
   return { data, dims: [3, height, width] };
-}
-
-/** [3, H, W] planar image -> the window [x0, x1) x [y0, y1) of it, as its own planar image. */
-export function cropPlanar(planar, x0, y0, x1, y1) {
-  const [channels, height, width] = planar.dims;
-  const w = x1 - x0;
-  const h = y1 - y0;
-  const data = new Float32Array(channels * h * w);
-  for (let c = 0; c < channels; c++) {
-    for (let y = 0; y < h; y++) {
-      const from = (c * height + y0 + y) * width + x0;
-      data.set(planar.data.subarray(from, from + w), (c * h + y) * w);
-    }
-  }
-  return { data, dims: [channels, h, w] };
 }
 
 // torch's adaptive average pooling windows along one axis: [floor(i * in / out), ceil((i + 1) * in / out)).
@@ -359,26 +353,32 @@ export function rowPrefixSums(planar) {
  * from float64 prefix sums accumulated in order, and only the final means are rounded to float32,
  * so the result matches numpy's bit for bit. rowPrefix (rowPrefixSums(planar)) lets the pyramid,
  * which resizes one image to many sizes, compute the full-size sums once.
+ *
+ * window [x0, y0, x1, y1] resizes that part of planar alone, as areaResize of the cropped planar image
+ * would, through the whole image's rowPrefix: the same numbers when planar holds whole numbers (pixel
+ * values), whose float64 sums are exact, so that every MTCNN crop of a photo shares one prefix sum.
  */
-export function areaResize(planar, outH, outW, rowPrefix = rowPrefixSums(planar)) {
+export function areaResize(planar, outH, outW, rowPrefix = rowPrefixSums(planar), window = null) {
   const [channels, height, width] = planar.dims;
-  const rows = areaWindows(height, outH);
-  const cols = areaWindows(width, outW);
+  const [x0, y0, x1, y1] = window ?? [0, 0, width, height];
+  const w = x1 - x0;
+  const rows = areaWindows(y1 - y0, outH);
+  const cols = areaWindows(w, outW);
   const out = new Float32Array(channels * outH * outW);
-  const rowMeans = new Float64Array(outH * width);
-  const rowPrefix1 = new Float64Array(width + 1);
+  const rowMeans = new Float64Array(outH * w);
+  const rowPrefix1 = new Float64Array(w + 1);
   for (let c = 0; c < channels; c++) {
-    const base = c * (height + 1) * width;
+    const base = c * (height + 1) * width + x0;
     for (let i = 0; i < outH; i++) {
       const count = rows.ends[i] - rows.starts[i];
-      const top = base + rows.starts[i] * width;
-      const bottom = base + rows.ends[i] * width;
-      for (let x = 0; x < width; x++) {
-        rowMeans[i * width + x] = (rowPrefix[bottom + x] - rowPrefix[top + x]) / count;
+      const top = base + (y0 + rows.starts[i]) * width;
+      const bottom = base + (y0 + rows.ends[i]) * width;
+      for (let x = 0; x < w; x++) {
+        rowMeans[i * w + x] = (rowPrefix[bottom + x] - rowPrefix[top + x]) / count;
       }
     }
     for (let i = 0; i < outH; i++) {
-      for (let x = 0; x < width; x++) rowPrefix1[x + 1] = rowPrefix1[x] + rowMeans[i * width + x];
+      for (let x = 0; x < w; x++) rowPrefix1[x + 1] = rowPrefix1[x] + rowMeans[i * w + x];
       for (let j = 0; j < outW; j++) {
         const count = cols.ends[j] - cols.starts[j];
         out[(c * outH + i) * outW + j] = (rowPrefix1[cols.ends[j]] - rowPrefix1[cols.starts[j]]) / count;

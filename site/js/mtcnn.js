@@ -21,7 +21,7 @@
 // (thresholds, suppression) fall the same way given the same net outputs. Comparisons with a
 // Python float threshold are float32 comparisons too: numpy casts the threshold to float32.
 
-import { areaResize, cropPlanar, rowPrefixSums, toPlanar } from './imaging.js';
+import { areaResize, rowPrefixSums, toPlanar } from './imaging.js';
 
 const f32 = Math.fround;
 
@@ -180,12 +180,13 @@ function rowsOf(tensor) {
   return Array.from({ length: tensor.dims[0] }, (_, i) => Array.from(tensor.data.subarray(i * width, (i + 1) * width)));
 }
 
-/** [3, H, W] image and non-empty bounds -> the batch [N, 3, size, size] of area-resized, normalised crops. */
-function cropPatches(planar, bounds, size) {
+/** [3, H, W] image (with its rowPrefixSums) and non-empty bounds -> the batch [N, 3, size, size] of
+ * area-resized, normalised crops. */
+function cropPatches(planar, rowPrefix, bounds, size) {
   const plane = 3 * size * size;
   const data = new Float32Array(bounds.length * plane);
-  bounds.forEach(([x0, y0, x1, y1], k) => {
-    data.set(normalizeForNet(areaResize(cropPlanar(planar, x0, y0, x1, y1), size, size)).data, k * plane);
+  bounds.forEach((window, k) => {
+    data.set(normalizeForNet(areaResize(planar, size, size, rowPrefix, window)).data, k * plane);
   });
   return { data, dims: [bounds.length, 3, size, size] };
 }
@@ -199,12 +200,11 @@ function withNonemptyCrops(planar, boxes) {
 }
 
 /** Stage 1, P-Net over the pyramid: square candidate boxes. */
-async function propose(planar, runNet, { min_face_size: minFaceSize, thresholds, factor }) {
+async function propose(planar, rowPrefix, runNet, { min_face_size: minFaceSize, thresholds, factor }) {
   const [, height, width] = planar.dims;
   const boxes = [];
   const scores = [];
   const offsets = [];
-  const rowPrefix = rowPrefixSums(planar);
   for (const scale of pyramidScales(height, width, minFaceSize, factor)) {
     const [levelH, levelW] = pyramidLevelSize(height, width, scale);
     const level = normalizeForNet(areaResize(planar, levelH, levelW, rowPrefix));
@@ -220,10 +220,10 @@ async function propose(planar, runNet, { min_face_size: minFaceSize, thresholds,
 }
 
 /** Stage 2, R-Net on 24 x 24 crops: fewer, better square boxes. */
-async function refine(planar, runNet, candidates, threshold) {
+async function refine(planar, rowPrefix, runNet, candidates, threshold) {
   const { boxes, bounds } = withNonemptyCrops(planar, candidates);
   if (boxes.length === 0) return [];
-  const patches = cropPatches(planar, bounds, RNET_SIZE);
+  const patches = cropPatches(planar, rowPrefix, bounds, RNET_SIZE);
   const out = await runNet('rnet', patches.data, patches.dims);
   const scores = rowsOf(out.probabilities).map((p) => p[1]);
   const offsets = rowsOf(out.box_offsets);
@@ -233,10 +233,10 @@ async function refine(planar, runNet, candidates, threshold) {
 }
 
 /** Stage 3, O-Net on 48 x 48 crops: final boxes, scores and landmarks. */
-async function output(planar, runNet, candidates, threshold) {
+async function output(planar, rowPrefix, runNet, candidates, threshold) {
   const { boxes, bounds } = withNonemptyCrops(planar, candidates);
   if (boxes.length === 0) return [];
-  const patches = cropPatches(planar, bounds, ONET_SIZE);
+  const patches = cropPatches(planar, rowPrefix, bounds, ONET_SIZE);
   const out = await runNet('onet', patches.data, patches.dims);
   const allScores = rowsOf(out.probabilities).map((p) => p[1]);
   const passed = allScores.map((_, i) => i).filter((i) => allScores[i] > f32(threshold));
@@ -251,9 +251,10 @@ async function output(planar, runNet, candidates, threshold) {
 
 export async function detectFaces(image, runNet, settings) {
   const planar = toPlanar(image);
-  const candidates = await propose(planar, runNet, settings);
-  const refined = await refine(planar, runNet, candidates, settings.thresholds[1]);
-  return output(planar, runNet, refined, settings.thresholds[2]);
+  const rowPrefix = rowPrefixSums(planar);
+  const candidates = await propose(planar, rowPrefix, runNet, settings);
+  const refined = await refine(planar, rowPrefix, runNet, candidates, settings.thresholds[1]);
+  return output(planar, rowPrefix, runNet, refined, settings.thresholds[2]);
 }
 
 /**
@@ -318,7 +319,8 @@ export async function findFaces(image, runNet, settings) {
   }
   if (faces.length === 0 && settings.fallback_threshold !== null && settings.fallback_threshold !== undefined) {
     const candidates = wholePhotoBoxes(image.height, image.width).map((box) => box.map((v) => f32(v + margin)));
-    faces = await output(toPlanar(padded), runNet, candidates, settings.fallback_threshold);
+    const planar = toPlanar(padded);
+    faces = await output(planar, rowPrefixSums(planar), runNet, candidates, settings.fallback_threshold);
   }
   return faces.map(({ box, score, landmarks }) => ({
     box: box.map((v) => f32(v - margin)),

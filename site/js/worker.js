@@ -39,9 +39,11 @@ import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
-// The models every backend loads; the live classifier reads its weights from the classifier's bytes
-// (ONNX external data).
-const NETS = ['pnet', 'rnet', 'onet', 'classifier', 'classifier_live'];
+// The models every backend loads, and each backend's own. On wasm the live classifier is the int8 graph
+// (manifest.classifier.live.file, export/quantize.py); WebGPU runs the full classifier and the live one from
+// fp32 graphs that read their weights from the classifier's bytes (ONNX external data).
+const NETS = ['pnet', 'rnet', 'onet', 'classifier'];
+const BACKEND_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_gpu', 'classifier_live_gpu'] };
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
@@ -60,6 +62,8 @@ async function sha256(bytes) {
 function fileOf(manifest, net) {
   if (net === 'classifier') return manifest.classifier.file;
   if (net === 'classifier_live') return manifest.classifier.live.file;
+  if (net === 'classifier_gpu') return manifest.classifier.gpu.file;
+  if (net === 'classifier_live_gpu') return manifest.classifier.live.gpu.file;
   const entry = manifest.face_detector?.nets?.[net];
   return entry?.file ?? `${net}.onnx`;
 }
@@ -138,13 +142,10 @@ async function load(modelsUrl, requestedBackend) {
   if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
   const manifest = await response.json();
   const cache = await openCache();
-  if (!manifest.classifier?.live || !manifest.classifier?.gpu) {
+  if (!manifest.classifier?.live?.gpu || !manifest.classifier?.gpu) {
     throw new PlainError('The model description lacks the webcam or the GPU classifier; the site needs to be rebuilt.');
   }
-  // The WebGPU build runs the full classifier from its own graph (classifier.gpu), weights still read from
-  // the classifier's file.
-  const files = { ...Object.fromEntries(NETS.map((net) => [net, fileOf(manifest, net)])),
-    ...(backend === 'webgpu' ? { classifier_gpu: manifest.classifier.gpu.file } : {}) };
+  const files = Object.fromEntries([...NETS, ...BACKEND_NETS[backend]].map((net) => [net, fileOf(manifest, net)]));
   const total = Object.values(files).reduce((sum, file) => sum + (manifest.files[file]?.bytes ?? 0), 0);
   let loaded = 0;
   let allCached = true;
@@ -182,16 +183,18 @@ async function load(modelsUrl, requestedBackend) {
   if (backend === 'webgpu') {
     try {
       sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', weightsOf(manifest.classifier.gpu));
-      sessions.classifier_live = await create(bytesOf.classifier_live, 'webgpu', weightsOf(manifest.classifier.live));
+      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'webgpu', weightsOf(manifest.classifier.live.gpu));
     } catch {
-      // The GPU refused (out of memory, a lost device): the same build runs the classifiers on wasm.
+      // The GPU refused (out of memory, a lost device): the same build runs the classifiers on wasm, the
+      // live one from the fp32 graph it has.
       await sessions.classifier?.release();
+      sessions.classifier = await create(bytesOf.classifier, 'wasm');
+      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'wasm', weightsOf(manifest.classifier.live.gpu));
       backend = 'wasm';
     }
-  }
-  if (backend === 'wasm') {
+  } else {
     sessions.classifier = await create(bytesOf.classifier, 'wasm');
-    sessions.classifier_live = await create(bytesOf.classifier_live, 'wasm', weightsOf(manifest.classifier.live));
+    sessions.classifier_live = await create(bytesOf.classifier_live, 'wasm');
   }
   state = { manifest, runNet: createOrtRunner(ort, sessions) };
   return { manifest, fromCache: allCached, runtime: { backend, threads: THREADS } };

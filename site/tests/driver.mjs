@@ -72,22 +72,15 @@ const calls = {
   },
 };
 
-/** Sessions over the model folder's files, as worker.js opens them (the live classifier's weights are
- * external data read from the classifier's file). */
+/** Sessions over the model folder's files, as worker.js opens them on wasm (the live classifier is the
+ * int8 graph, with its own weights). */
 async function ortRunner(models, names) {
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = 1;
+  const { classifier } = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+  const files = { classifier: classifier.file, classifier_live: classifier.live.file };
   const sessions = {};
-  for (const name of names) {
-    if (name === 'classifier_live') {
-      const { live } = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8')).classifier;
-      const weights = await readFile(join(models, live.weights_file));
-      sessions[name] = await ort.InferenceSession.create(await readFile(join(models, live.file)),
-        { externalData: [{ path: live.weights_file, data: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength) }] });
-    } else {
-      sessions[name] = await ort.InferenceSession.create(join(models, `${name}.onnx`));
-    }
-  }
+  for (const name of names) sessions[name] = await ort.InferenceSession.create(join(models, files[name] ?? `${name}.onnx`));
   return createOrtRunner(ort, sessions);
 }
 

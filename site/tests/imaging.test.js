@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  areaResize, cropBoxForFace, cropFace, reduce, resizeBilinear, roundHalfEven, thumbnail, thumbnailSize, toPlanar,
+  areaResize, cropBoxForFace, cropFace, reduce, resizeBilinear, roundHalfEven, rowPrefixSums, thumbnail, thumbnailSize, toPlanar,
   toRGB, toRGBA,
 } from '../js/imaging.js';
 
@@ -74,6 +74,25 @@ test('cropFace repeats edge pixels past the image', () => {
   assert.deepEqual(channel(crop), [10, 10, 20, 20, 10, 10, 20, 20, 30, 30, 40, 40, 30, 30, 40, 40]);
 });
 
+test('cropFace takes every pixel at its clamped index, wherever the box falls', () => {
+  const image = { width: 7, height: 5, data: Uint8ClampedArray.from({ length: 7 * 5 * 3 }, (_, i) => (i * 37) % 256) };
+  const framing = { center_dx: 0, center_dy: 0, side: 1 };
+  const clamp = (v, max) => Math.min(Math.max(v, 0), max);
+  // [left, top, side]: inside, past the left and top, past the right and bottom, wider than the image,
+  // wholly right of it, wholly left of it.
+  for (const [left, top, side] of [[1, 1, 3], [-2, -1, 4], [5, 3, 4], [-3, -2, 12], [9, 0, 3], [-6, 1, 4]]) {
+    const expected = new Uint8ClampedArray(side * side * 3);
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        const from = (clamp(top + y, 4) * 7 + clamp(left + x, 6)) * 3;
+        for (let c = 0; c < 3; c++) expected[(y * side + x) * 3 + c] = image.data[from + c];
+      }
+    }
+    const crop = cropFace(image, [left, top, left + side, top + side], framing, side);
+    assert.deepEqual(Array.from(crop.data), Array.from(expected), `box at ${left}, ${top}, side ${side}`);
+  }
+});
+
 test('toRGB and toRGBA convert between 4 and 3 channels', () => {
   const rgba = { width: 2, height: 1, data: Uint8ClampedArray.from([1, 2, 3, 4, 5, 6, 7, 8]) };
   const rgb = toRGB(rgba);
@@ -91,6 +110,24 @@ test('toPlanar lays out channels as planes', () => {
 
 test('areaResize averages torch adaptive-pooling windows', () => {
   const planar = (values, w) => ({ data: Float32Array.from(values), dims: [1, 1, w] });
+
+test('areaResize of a window equals areaResize of the window cropped out, for whole-number pixels', () => {
+  const [channels, height, width] = [3, 9, 11];
+  const image = { data: Float32Array.from({ length: channels * height * width }, (_, i) => (i * 53) % 256), dims: [channels, height, width] };
+  for (const [x0, y0, x1, y1] of [[0, 0, 11, 9], [2, 1, 9, 8], [5, 3, 6, 4], [1, 0, 11, 5]]) {
+    const cropped = new Float32Array(channels * (y1 - y0) * (x1 - x0));
+    for (let c = 0; c < channels; c++) {
+      for (let y = y0; y < y1; y++) {
+        for (let x = x0; x < x1; x++) cropped[(c * (y1 - y0) + y - y0) * (x1 - x0) + x - x0] = image.data[(c * height + y) * width + x];
+      }
+    }
+    for (const [outH, outW] of [[4, 4], [3, 5], [1, 1]]) {
+      const expected = areaResize({ data: cropped, dims: [channels, y1 - y0, x1 - x0] }, outH, outW);
+      const windowed = areaResize(image, outH, outW, rowPrefixSums(image), [x0, y0, x1, y1]);
+      assert.deepEqual(Array.from(windowed.data), Array.from(expected.data), `window ${[x0, y0, x1, y1]} to ${outH} x ${outW}`);
+    }
+  }
+});
   assert.deepEqual(Array.from(areaResize(planar([1, 2, 3, 4], 4), 1, 2).data), [1.5, 3.5]);
   // 3 -> 2: windows [0, 2) and [1, 3) overlap.
   assert.deepEqual(Array.from(areaResize(planar([1, 2, 3], 3), 1, 2).data), [1.5, 2.5]);
