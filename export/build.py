@@ -33,8 +33,8 @@ from training.cli import parse_config
 from training.data import index_split, sha256_of, write_json
 from training.preprocess import load_rgb, to_input_array
 
-from .classifier import (WEIGHT_FORMATS, export_classifier, export_gpu_classifier, export_live_classifier,
-                         gradcam_from_outputs, upsample_cam)
+from .classifier import (WEIGHT_FORMATS, class_heatmaps, export_classifier, export_gpu_classifier,
+                         export_live_classifier)
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
@@ -84,10 +84,9 @@ def split_inputs(samples, preprocessing) -> np.ndarray:
     return np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
 
 
-def same_outputs(kept: Path, fresh: Path, config: ExportConfig, preprocessing) -> bool:
-    """Whether two classifier graphs give the same outputs, within KEEP_TOLERANCE, on the split's first images."""
-    inputs = split_inputs(index_split(config.data_root, config.split).samples[:KEEP_IMAGES], preprocessing)
-    ours, theirs = run_split(fresh, inputs, config.threads), run_split(kept, inputs, config.threads)
+def same_outputs(kept: Path, fresh: Path, inputs: np.ndarray, threads: int) -> bool:
+    """Whether two classifier graphs give the same outputs, within KEEP_TOLERANCE, on these network inputs."""
+    ours, theirs = run_split(fresh, inputs, threads), run_split(kept, inputs, threads)
     return ours.keys() == theirs.keys() and all(
         ours[name].shape == theirs[name].shape and float(np.abs(ours[name] - theirs[name]).max()) <= KEEP_TOLERANCE
         for name in ours)
@@ -133,20 +132,12 @@ def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 3
 
 
 def heatmaps(outputs: dict[str, np.ndarray], classes: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    maps = {}
-    for layer in TARGET_LAYERS:
-        coarse = np.concatenate([gradcam_from_outputs(outputs[f"{layer}_activations"][i:i + 1],
-                                                      outputs[f"{layer}_weights"][i:i + 1], int(k))
-                                 for i, k in enumerate(classes)])
-        maps[layer] = upsample_cam(coarse, size)
-    return maps
+    return class_heatmaps(outputs, classes, size, TARGET_LAYERS)
 
 
-def compare_formats(model, config: ExportConfig, work: Path) -> dict:
-    """Exports every weight format and measures each against fp32 on the whole split."""
-    index = index_split(config.data_root, config.split)
-    inputs = split_inputs(index.samples, model.preprocessing)
-    labels = np.array([s.label for s in index.samples])
+def compare_formats(model, config: ExportConfig, work: Path, inputs: np.ndarray, labels: np.ndarray) -> dict:
+    """Exports every weight format and measures each against fp32 on the whole split (its network inputs
+    and labels)."""
     report = {"split": config.split, "images": len(labels), "bounds": BOUNDS, "formats": {}}
     reference = None
     for weights in WEIGHT_FORMATS:
@@ -186,15 +177,19 @@ def build(config: ExportConfig) -> dict:
     model = model_from_checkpoint(checkpoint)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The split both checks run on: the weight formats against fp32, the int8 live graph against the full one.
+    checked = index_split(config.data_root, config.split).samples
+    inputs = split_inputs(checked, model.preprocessing)
+    labels = np.array([s.label for s in checked])
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        report = compare_formats(model, config, work) if config.weights == "auto" else None
+        report = compare_formats(model, config, work, inputs, labels) if config.weights == "auto" else None
         chosen = report["chosen"] if report else config.weights
         description = export_classifier(model, work / CLASSIFIER_FILE, TARGET_LAYERS, batch_size=None, weights=chosen)
         kept = Path(config.keep) if config.keep else None
         if kept is not None and not kept.is_file():
             raise SystemExit(f"--keep {kept}: no such file")
-        if kept is not None and same_outputs(kept, work / CLASSIFIER_FILE, config, model.preprocessing):
+        if kept is not None and same_outputs(kept, work / CLASSIFIER_FILE, inputs[:KEEP_IMAGES], config.threads):
             print(f"kept {kept}: same outputs as this export")
             if kept.resolve() != (out_dir / CLASSIFIER_FILE).resolve():
                 shutil.copy(kept, out_dir / CLASSIFIER_FILE)
@@ -209,11 +204,9 @@ def build(config: ExportConfig) -> dict:
     calibration = [calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)]
     quantization = quantize_live_classifier(model, out_dir / LIVE_INT8_FILE, split_inputs(calibration, model.preprocessing))
     quantization["calibration_split"] = config.calibration_split
-    checked = index_split(config.data_root, config.split).samples
-    inputs = split_inputs(checked, model.preprocessing)
     against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads),
                                      run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True),
-                                     np.array([s.label for s in checked]), model.preprocessing.size)
+                                     labels, model.preprocessing.size)
     against_full["split"] = config.split
     if config.check_live_int8 and not against_full["within_bounds"]:
         raise SystemExit(f"{LIVE_INT8_FILE} strays from {CLASSIFIER_FILE} on {config.split} beyond {against_full['bounds']}: "

@@ -460,6 +460,19 @@ def gradcam_from_outputs(activations: np.ndarray, weights: np.ndarray, class_ind
     return _min_max(np.maximum(cam, 0))
 
 
+def class_heatmaps(outputs: dict[str, np.ndarray], classes: np.ndarray, size: int,
+                   layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Per target layer, the Grad-CAM map [N, size, size] of ``classes[i]`` for each image i of a graph's
+    outputs (``L_activations``, ``L_weights``), upsampled as pytorch_grad_cam does."""
+    maps = {}
+    for layer in layers:
+        coarse = np.concatenate([gradcam_from_outputs(outputs[f"{layer}_activations"][i:i + 1],
+                                                      outputs[f"{layer}_weights"][i:i + 1], int(k))
+                                 for i, k in enumerate(classes)])
+        maps[layer] = upsample_cam(coarse, size)
+    return maps
+
+
 def upsample_cam(cam: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Coarse maps [N, h, w] -> [N, height, width], as pytorch_grad_cam finishes a one-layer Grad-CAM:
     cv2.resize with bilinear interpolation (pixel centres aligned, edges clamped), then min-max

@@ -26,7 +26,8 @@ import onnx
 
 from training.model import MaskClassifier
 
-from .classifier import LIVE_TARGET_LAYERS, export_classifier, gradcam_from_outputs, upsample_cam
+from .classifier import LIVE_TARGET_LAYERS, class_heatmaps, export_classifier
+from .predict import softmax
 
 # Of 64 training faces per class, percentile ranges strayed less from the full graph on the holdout split
 # than min-max ranges (largest probability difference 0.023 against 0.057, measured with int8 weights).
@@ -83,10 +84,6 @@ def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[st
     often the class is the same, the largest probability difference, the heatmap differences (per image the
     largest pixel difference of the target layer's map of the full graph's class, upsampled to ``size``: its
     99th percentile and maximum over the images), both accuracies, and whether ``INT8_BOUNDS`` hold."""
-    def softmax(logits):
-        shifted = np.exp(logits - logits.max(1, keepdims=True))
-        return shifted / shifted.sum(1, keepdims=True)
-
     full, live = softmax(full_outputs["logits"]), softmax(live_outputs["logits"])
     classes = full.argmax(1)
     report = {
@@ -98,11 +95,10 @@ def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[st
         "p99_heatmap_difference": {},
         "max_heatmap_difference": {},
     }
+    full_maps, live_maps = (class_heatmaps(outputs, classes, size, LIVE_TARGET_LAYERS)
+                            for outputs in (full_outputs, live_outputs))
     for layer in LIVE_TARGET_LAYERS:
-        maps = [np.concatenate([gradcam_from_outputs(outputs[f"{layer}_activations"][i:i + 1],
-                                                     outputs[f"{layer}_weights"][i:i + 1], int(k))
-                                for i, k in enumerate(classes)]) for outputs in (full_outputs, live_outputs)]
-        per_image = np.abs(upsample_cam(maps[0], size) - upsample_cam(maps[1], size)).reshape(len(classes), -1).max(1)
+        per_image = np.abs(full_maps[layer] - live_maps[layer]).reshape(len(classes), -1).max(1)
         report["p99_heatmap_difference"][layer] = float(np.percentile(per_image, 99))
         report["max_heatmap_difference"][layer] = float(per_image.max())
     report["bounds"] = INT8_BOUNDS

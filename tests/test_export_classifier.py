@@ -217,9 +217,12 @@ def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
 @pytest.mark.slow
 def test_weight_formats_are_compared_on_a_whole_split(model, tiny_tree, tmp_path):
     """masklens-export --weights auto: every format exported and measured against fp32; the smallest within bounds ships."""
-    from export.build import ExportConfig, compare_formats
+    from export.build import ExportConfig, compare_formats, split_inputs
+    from training.data import index_split
 
-    report = compare_formats(model, ExportConfig(data_root=str(tiny_tree), threads=1), tmp_path)
+    samples = index_split(tiny_tree, "holdout").samples
+    report = compare_formats(model, ExportConfig(data_root=str(tiny_tree), threads=1), tmp_path,
+                             split_inputs(samples, model.preprocessing), np.array([s.label for s in samples]))
     assert report["images"] == 12 and list(report["formats"]) == ["fp32", "fp16", "int8"]
     fp32 = report["formats"]["fp32"]
     assert fp32["same_class_as_fp32"] == 1.0 and fp32["max_probability_difference"] == 0.0 and fp32["within_bounds"]
