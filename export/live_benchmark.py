@@ -15,13 +15,20 @@ first ``warmup`` not counted), and its own log (``window.__masklens_live``) give
   median detection time of the steps that detected plus faces x the median classification time per
   face), the unit compared with Python; ``classify_run_ms_per_face``: of a classification, the median
   time of the onnxruntime-web run alone (the rest is cropping, Grad-CAM maths, messages between the page
-  and its worker, and waiting for the CPU); ``min_face_size``: the smallest face the loop settled on (it grows when steps are slow).
+  and its worker, and waiting for the CPU); ``min_face_size``: the smallest face the loop settled on (it
+  grows when steps are slow);
+- ``page_main_thread_share``: the share of a core the page's own thread took after the warm-up (following
+  the boxes and redrawing at every video frame), which the worker's threads share the cores with.
 
 The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
 face size the browser settled on, classify all of them with the same int8 graph) with onnxruntime's CPU
 provider on as many threads as the browser has; ``classify_fp32_ms_per_face`` times the fp32 live graph
 on the same crops (onnxruntime's x86 kernels are faster in float than for uint8 x uint8).
-The result records the machine (CPU, cores), Chromium's version, threads and whether the page was
+The speed of these small shared machines drifts between runs (1.5x seen within minutes), so each scene
+is measured ``rounds`` times, the browser and then Python in each round; every round is kept
+(``rounds``), with its own ratio from two measurements made back to back; the scene's numbers are the
+medians over the rounds (see ``summarise``). The result records the
+machine (CPU, cores, x86 vector extensions), Chromium's version, threads and whether the page was
 cross-origin isolated. Needs /usr/bin/chromium and playwright (the test extras).
 """
 
@@ -37,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import cpu_name
+from training.data import cpu_name, cpu_vector_extensions
 from training.preprocess import load_rgb
 
 from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
@@ -60,6 +67,12 @@ def scene_frame(faces: int, holdout: Path) -> np.ndarray:
     return compose(SIZE, placements)
 
 
+def main_thread_seconds(devtools) -> float:
+    """Seconds the page's main thread has spent on tasks so far (Chromium's own count)."""
+    metrics = devtools.send("Performance.getMetrics")["metrics"]
+    return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
+
+
 def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -71,9 +84,15 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
         page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
         runtime = {"threads": int(page.get_attribute("body", "data-threads")),
                    "isolated": page.evaluate("crossOriginIsolated"), "chromium": browser.version}
+        devtools = page.context.new_cdp_session(page)
+        devtools.send("Performance.enable")
         page.click("#camera-start")
         page.wait_for_selector("body[data-camera=on]", state="attached", timeout=60_000)
-        time.sleep(seconds)
+        time.sleep(warmup)
+        busy_before, busy_from = main_thread_seconds(devtools), time.perf_counter()
+        time.sleep(seconds - warmup)
+        runtime["page_main_thread_share"] = round(
+            (main_thread_seconds(devtools) - busy_before) / (time.perf_counter() - busy_from), 3)
         live = page.evaluate("window.__masklens_live")
         log, redraws = live["log"], [t for t in live["redraws"] if t >= warmup * 1000]
         runtime["classify_interval_ms"] = live["classifyIntervalMs"]
@@ -136,26 +155,54 @@ def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_
             "classify_fp32_ms_per_face": round(statistics.median(fp32_ms[1:]), 1)}
 
 
-def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int) -> dict:
+def median_of_rounds(rounds: list[dict]) -> dict:
+    """Field by field, the median of the rounds' numbers; other values (versions, flags) from the first round."""
+    merged = {}
+    for key, value in rounds[0].items():
+        values = [r[key] for r in rounds]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        merged[key] = round(statistics.median(values), 1) if numeric else value
+    return merged
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """A scene's browser and native numbers, the medians over its rounds (a frame's time made of the median
+    parts, so that the parts add up to it), and the median of the rounds' own browser / native ratios,
+    each from two measurements made back to back."""
+    browser = median_of_rounds([r["browser"] for r in rounds])
+    native = median_of_rounds([r["native"] for r in rounds])
+    if browser["classify_ms_per_face"] is not None:
+        browser["frame_ms"] = round(
+            browser["detect_ms"] + browser["faces_tracked"] * browser["classify_ms_per_face"], 1)
+    native["frame_ms"] = round(native["detect_ms"] + native["faces_found"] * native["classify_ms_per_face"], 1)
+    ratios = [r["browser_over_native"] for r in rounds if r["browser_over_native"] is not None]
+    return {"browser": browser, "native": native,
+            "browser_over_native": round(statistics.median(ratios), 2) if ratios else None}
+
+
+def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int, rounds: int) -> dict:
     holdout = data / "maskedface-net" / "holdout"
-    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "scenes": {}}
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "vector_extensions": cpu_vector_extensions()},
+              "rounds": rounds, "scenes": {}}
     with tempfile.TemporaryDirectory() as work:
         for faces in LAYOUTS:
             frame = scene_frame(faces, holdout)
             video = Path(work) / f"faces-{faces}.y4m"
             write_y4m(video, [frame] * 30, 30)
-            browser = browser_run(site, video, seconds, warmup)
-            native = native_run(models, frame, browser["threads"], repeats, browser["min_face_size"])
-            result["scenes"][str(faces)] = {
-                "faces": faces, "browser": browser, "native": native,
-                "browser_over_native": round(browser["frame_ms"] / native["frame_ms"], 2) if browser["frame_ms"] else None}
-            print(f"{faces} face(s): browser {browser['overlay_fps']} overlay fps, "
-                  f"{browser['classifications_per_face']} classifications/s per face, frame {browser['frame_ms']} ms "
-                  f"({browser['threads']} threads); native frame {native['frame_ms']} ms", flush=True)
-    result["chromium"] = result["scenes"]["1"]["browser"]["chromium"]
-    result["classify_interval_ms"] = result["scenes"]["1"]["browser"]["classify_interval_ms"]
-    result["classify_share"] = result["scenes"]["1"]["browser"]["classify_share"]
-    result["detect_interval_ms"] = result["scenes"]["1"]["browser"]["detect_interval_ms"]
+            measured = []
+            for number in range(1, rounds + 1):
+                browser = browser_run(site, video, seconds, warmup)
+                native = native_run(models, frame, browser["threads"], repeats, browser["min_face_size"])
+                ratio = round(browser["frame_ms"] / native["frame_ms"], 2) if browser["frame_ms"] else None
+                measured.append({"browser": browser, "native": native, "browser_over_native": ratio})
+                print(f"{faces} face(s), round {number}: browser {browser['overlay_fps']} overlay fps, "
+                      f"{browser['classifications_per_face']} classifications/s per face, "
+                      f"frame {browser['frame_ms']} ms ({browser['threads']} threads); "
+                      f"native frame {native['frame_ms']} ms; ratio {ratio}", flush=True)
+            result["scenes"][str(faces)] = {"faces": faces, **summarise(measured), "rounds": measured}
+    first = result["scenes"]["1"]["browser"]
+    for key in ("chromium", "classify_interval_ms", "classify_share", "detect_interval_ms"):
+        result[key] = first[key]
     result["live"] = json.loads((models / "manifest.json").read_text())["live"]
     return result
 
@@ -168,9 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=25.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each scene (medians reported)")
     parser.add_argument("--out", type=Path, default=Path("results/live-benchmark.json"))
     args = parser.parse_args(argv)
-    payload = benchmark(args.site, args.models, args.data, args.seconds, args.warmup, args.repeats)
+    payload = benchmark(args.site, args.models, args.data, args.seconds, args.warmup, args.repeats, args.rounds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
 

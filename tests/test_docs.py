@@ -290,9 +290,20 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     page = render_template(TEMPLATES / "results.md.j2", context)
     assert "| 1 | 32.8 | 1.7 | 3.5 | 80 px | 279.3 ms (103.9 + 1 × 175.4) | 94.8 ms (61.9 + 1 × 33.0) | 2.95× |" in page
     assert "every\n500 ms" in page and "at most every 200 ms" in page and "at most 80% of the time" in page
-    assert "(here\nmet: 32.8)" in page and "(not met with 1 face: 3.5)" in page and "(not met: 2.95×)" in page
+    assert "(here\nmet: 32.8)" in page and "(not met with 1 face: 3.5)" in page and "(not met with 1 face: 2.95×)" in page
+    assert "256-bit AVX2 or wider" in page and "rounds themselves" not in page
     assert "A classification takes 175.4 ms" in page and "is within 1.7×." in page
     assert "own run" not in page
+    context["live_benchmark"]["machine"]["vector_extensions"] = ["AVX2", "AVX-512"]
+    context["live_benchmark"]["rounds"] = 2
+    scene["rounds"] = [{"browser_over_native": 2.9}, {"browser_over_native": 3.01}]
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert "native x86 kernels\n(this CPU has AVX2, AVX-512)" in page
+    assert "each scene was measured 2 times" in page and "ratios, which were\n2.9×, 3.01× with 1 face." in page
+    assert "The page's own thread" not in page
+    scene["browser"]["page_main_thread_share"] = 0.306
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert "took 31% of a core with 1 face, besides" in page and "time the worker's 2 threads did not have" in page
     scene["browser"]["classify_run_ms_per_face"] = 80.5
     assert "of which onnxruntime-web's own run is 80.5 ms" in render_template(TEMPLATES / "results.md.j2", context)
     scene["browser_over_native"] = 1.9

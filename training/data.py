@@ -176,3 +176,18 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+# The x86 vector extensions that set native kernels' speed (onnxruntime picks its kernels by them), by
+# their /proc/cpuinfo flag.
+VECTOR_EXTENSIONS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "amx_int8": "AMX"}
+
+
+def cpu_vector_extensions() -> list[str]:
+    """Which of VECTOR_EXTENSIONS this CPU has (none known off Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [name for flag, name in VECTOR_EXTENSIONS.items() if flag in flags]

@@ -47,6 +47,11 @@ const BACKEND_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_gpu', 'cl
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
+// onnxruntime's threads spin between runs by default, waiting for the next one. A webcam step runs the
+// face detector's nets many times with this worker's own work in between (pyramid levels, crops), and the
+// page redraws at every video frame: spinning threads take the cores from both (export/predict.py's
+// session_options turns spinning off for the same reason).
+const SESSION_CONFIG = { session: { intra_op: { allow_spinning: '0' } } };
 
 let state = null; // {manifest, runNet}
 let liveFrame = null; // the last webcam frame, RGB {width, height, data}
@@ -176,6 +181,7 @@ async function load(modelsUrl, requestedBackend) {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
+    extra: SESSION_CONFIG,
     ...(externalData ? { externalData } : {}),
   });
   const sessions = {};

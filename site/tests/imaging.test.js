@@ -24,6 +24,17 @@ test('resizeBilinear matches values computed with Pillow 13', () => {
   assert.deepEqual(Array.from(resizeBilinear(tiny, 1, 1).data), [128, 64, 128]);
 });
 
+test('resizeBilinear halving an image matches Pillow 13, its zero-weight taps left out', () => {
+  // At a scale of 2 every window's outermost taps get a coefficient of 0, at the edges too, where
+  // the window is clipped to the image: leaving them out must not move any sum.
+  const image = { width: 8, height: 6, data: Uint8ClampedArray.from({ length: 144 }, (_, i) => (i * 37) % 256) };
+  assert.deepEqual(Array.from(resizeBilinear(image, 4, 3).data),
+    [128, 87, 119, 144, 126, 95, 110, 147, 129, 94, 115, 152, 160, 128, 106, 130, 163, 128, 96, 133, 166, 120,
+      102, 139, 144, 134, 93, 116, 153, 130, 95, 119, 156, 146, 89, 126]);
+  assert.deepEqual(Array.from(resizeBilinear(image, 3, 2).data),
+    [145, 110, 112, 123, 147, 123, 100, 119, 151, 144, 143, 100, 105, 140, 152, 124, 99, 136]);
+});
+
 test('resizeBilinear to the same size copies', () => {
   const image = grey(2, 1, [7, 9]);
   const copy = resizeBilinear(image, 2, 1);
