@@ -167,15 +167,18 @@ def write_json(path: str | Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+def _cpuinfo(field: str) -> str | None:
+    """The first CPU's value of a /proc/cpuinfo field; None where there is no such file or field."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
+
+
 def cpu_name() -> str:
     """The CPU's model name, for records of where something ran."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _cpuinfo("model name") or platform.processor() or "unknown"
 
 
 # The x86 vector extensions that set native kernels' speed (onnxruntime picks its kernels by them), by
@@ -185,9 +188,5 @@ VECTOR_EXTENSIONS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-5
 
 def cpu_vector_extensions() -> list[str]:
     """Which of VECTOR_EXTENSIONS this CPU has (none known off Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = (_cpuinfo("flags") or "").split()
     return [name for flag, name in VECTOR_EXTENSIONS.items() if flag in flags]
