@@ -33,12 +33,12 @@ from training.cli import parse_config
 from training.data import index_split, sha256_of, write_json
 from training.preprocess import load_rgb, to_input_array
 
-from .classifier import (WEIGHT_FORMATS, class_heatmaps, export_classifier, export_gpu_classifier,
-                         export_live_classifier)
+from .classifier import (LIVE_TARGET_LAYERS, WEIGHT_FORMATS, class_heatmaps, export_classifier,
+                         export_gpu_classifier, export_live_classifier)
 from .face_detector import export_mtcnn
 from .mtcnn import SHIPPED_RULE
 from .predict import MANIFEST_NAME, Predictor, session_options, softmax
-from .quantize import calibration_rows, compare_with_full, quantize_live_classifier
+from .quantize import STUDENT_BOUNDS, calibration_rows, compare_with_full, quantize_live_classifier
 from .tracking import LiveRule
 
 MANIFEST_FORMAT = "masklens-manifest/1"
@@ -72,6 +72,10 @@ class ExportConfig:
                 "equal this export's (within 1e-4 on the split's first 64 images): exports of one checkpoint "
                 "differ in the last float bits from CPU to CPU, and a re-export should not churn a 90 MB file"})
     threads: int = 0
+    live_checkpoint: str = field(default="", metadata={
+        "help": "a distilled student of the checkpoint (masklens-train --preset live-student) whose graphs the webcam "
+                "mode runs, checked against the full graph within export.quantize.STUDENT_BOUNDS; empty: the "
+                "checkpoint's own"})
 
 
 KEEP_TOLERANCE = 1e-4
@@ -170,8 +174,40 @@ def compare_formats(model, config: ExportConfig, work: Path, inputs: np.ndarray,
     return report
 
 
-def build(config: ExportConfig) -> dict:
+def load_student(config: ExportConfig, checkpoint: dict):
+    """(checkpoint, model) of ``live_checkpoint``, refused unless it was distilled from ``checkpoint`` (its
+    teacher's sha256), takes the same input and answers the same classes."""
     from training.train import load_checkpoint, model_from_checkpoint
+
+    student = load_checkpoint(config.live_checkpoint)
+    teacher = student["data"].get("teacher", {}).get("sha256")
+    if teacher != sha256_of(config.checkpoint):
+        raise SystemExit(f"--live-checkpoint {config.live_checkpoint} was not distilled from {config.checkpoint} "
+                         f"(its teacher's sha256 is {teacher})")
+    for key in ("preprocessing", "classes", "reasons"):
+        if student[key] != checkpoint[key]:
+            raise SystemExit(f"--live-checkpoint {config.live_checkpoint}: its {key} {student[key]} differ from "
+                             f"{config.checkpoint}'s {checkpoint[key]}")
+    return student, model_from_checkpoint(student)
+
+
+def export_student(student, out_dir: Path, inputs: np.ndarray, threads: int):
+    """The student's live graph for the GPU (fp16 weights of its own, computing in fp32) and its fp32 outputs
+    on ``inputs``: -> (description, the manifest's ``live.gpu``, outputs)."""
+    with tempfile.TemporaryDirectory() as work:
+        fp32 = Path(work) / "student-fp32.onnx"
+        export_classifier(student, fp32, LIVE_TARGET_LAYERS, batch_size=None, weights="fp32")
+        description = export_classifier(student, out_dir / LIVE_CLASSIFIER_FILE, LIVE_TARGET_LAYERS,
+                                        batch_size=None, weights="fp16")
+        outputs = run_split(fp32, inputs, threads)
+    gpu_outputs = run_split(out_dir / LIVE_CLASSIFIER_FILE, inputs[:KEEP_IMAGES], threads)
+    difference = max(float(np.abs(value - outputs[name][:KEEP_IMAGES]).max()) for name, value in gpu_outputs.items())
+    gpu = {"file": LIVE_CLASSIFIER_FILE, "weights": "fp16", "max_difference_from_fp32": difference}
+    return description, gpu, outputs
+
+
+def build(config: ExportConfig) -> dict:
+    from training.train import depths_of, load_checkpoint, model_from_checkpoint
 
     checkpoint = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(checkpoint)
@@ -195,25 +231,54 @@ def build(config: ExportConfig) -> dict:
                 shutil.copy(kept, out_dir / CLASSIFIER_FILE)
         else:
             shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
-    live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
     gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
-    differences = check_same_outputs(out_dir / CLASSIFIER_FILE,
-                                     [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
-                                     model.preprocessing.size, config.threads)
+    student_checkpoint, student = load_student(config, checkpoint) if config.live_checkpoint else (None, None)
+    if student is None:
+        live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
+        differences = check_same_outputs(out_dir / CLASSIFIER_FILE,
+                                         [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
+                                         model.preprocessing.size, config.threads)
+        live_gpu = {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
+                    "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]}
+    else:
+        differences = check_same_outputs(out_dir / CLASSIFIER_FILE, [out_dir / GPU_CLASSIFIER_FILE],
+                                         model.preprocessing.size, config.threads)
+        live, live_gpu, student_fp32 = export_student(student, out_dir, inputs, config.threads)
+    live_model = model if student is None else student
     calibration = index_split(config.data_root, config.calibration_split).samples
     calibration = [calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)]
-    quantization = quantize_live_classifier(model, out_dir / LIVE_INT8_FILE, split_inputs(calibration, model.preprocessing))
+    quantization = quantize_live_classifier(live_model, out_dir / LIVE_INT8_FILE,
+                                            split_inputs(calibration, live_model.preprocessing))
     quantization["calibration_split"] = config.calibration_split
-    against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads),
-                                     run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True),
-                                     labels, model.preprocessing.size)
+    live_int8 = run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True)
+    size = model.preprocessing.size
+    if student is None:
+        quantization_check = against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads),
+                                                              live_int8, labels, size)
+    else:
+        quantization_check = compare_with_full(student_fp32, live_int8, labels, size)
+        against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads), live_int8,
+                                         labels, size, STUDENT_BOUNDS)
+        quantization_check["split"] = config.split
     against_full["split"] = config.split
+    if config.check_live_int8 and not quantization_check["within_bounds"]:
+        raise SystemExit(f"{LIVE_INT8_FILE} strays from its fp32 graph on {config.split} beyond "
+                         f"{quantization_check['bounds']}: {quantization_check}")
     if config.check_live_int8 and not against_full["within_bounds"]:
         raise SystemExit(f"{LIVE_INT8_FILE} strays from {CLASSIFIER_FILE} on {config.split} beyond {against_full['bounds']}: "
                          f"{against_full}")
+    live_section = {"file": LIVE_INT8_FILE, "quantization": quantization, "against_full": against_full,
+                    "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
+                    "gpu": live_gpu}
+    if student is not None:
+        live_section["student"] = {"file": Path(config.live_checkpoint).name, "sha256": sha256_of(config.live_checkpoint),
+                                   "depths": depths_of(student_checkpoint).to_dict(), "config": student_checkpoint["config"],
+                                   "against_own_fp32": quantization_check}
     if report:
-        write_json(config.compression_report, {**report, "live_int8": {"quantization": quantization,
-                                                                        "against_full": against_full}})
+        student_summary = {key: value for key, value in live_section.get("student", {}).items() if key != "config"}
+        write_json(config.compression_report, {**report, "live_int8": {
+            "quantization": quantization, "against_full": against_full,
+            **({"student": student_summary} if student_summary else {})}})
     detector = export_mtcnn(out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
@@ -230,10 +295,7 @@ def build(config: ExportConfig) -> dict:
         "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
                        "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
                        "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"],
-                       "live": {"file": LIVE_INT8_FILE, "quantization": quantization, "against_full": against_full,
-                                "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
-                                "gpu": {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
-                                        "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]}},
+                       "live": live_section,
                        "gpu": {"file": GPU_CLASSIFIER_FILE, "weights_file": gpu["weights_file"],
                                "max_difference_from_full": differences[GPU_CLASSIFIER_FILE]}},
         "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,

@@ -28,8 +28,12 @@ The speed of these small shared machines drifts between runs (1.5x seen within m
 is measured ``rounds`` times, the browser and then Python in each round; every round is kept
 (``rounds``), with its own ratio from two measurements made back to back; the scene's numbers are the
 medians over the rounds (see ``summarise``). The result records the
-machine (CPU, cores, x86 vector extensions), Chromium's version, threads and whether the page was
-cross-origin isolated. Needs /usr/bin/chromium and playwright (the test extras).
+machine (CPU, cores, x86 vector extensions), Chromium's version, threads, whether the page was
+cross-origin isolated, and which live graph ran (``live_graph``: the distilled student or the full
+model's own). The site must have been built with ``models``. Needs /usr/bin/chromium and playwright (the
+test extras). ``--out results/live-benchmark-full-model.json`` with a site and models exported without
+``--live-checkpoint`` measures the full model's live graph the same way, which the Results page sets
+beside the shipped one.
 """
 
 from __future__ import annotations
@@ -180,10 +184,23 @@ def summarise(rounds: list[dict]) -> dict:
             "browser_over_native": round(statistics.median(ratios), 2) if ratios else None}
 
 
+def live_graph(manifest: dict) -> dict:
+    """Which graph the webcam mode ran: its file and sha256, and the distilled student's file and depths
+    (None for the full model's own live graph)."""
+    live = manifest["classifier"]["live"]
+    student = live.get("student")
+    return {"file": live["file"], "sha256": manifest["files"][live["file"]]["sha256"],
+            "student": {"file": student["file"], "depths": student["depths"]} if student else None}
+
+
 def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int, rounds: int) -> dict:
+    manifest = json.loads((models / "manifest.json").read_text())
+    if json.loads((site / "app" / "models" / "manifest.json").read_text()) != manifest:
+        raise SystemExit(f"{site} was built with other models than {models}: the browser and Python would run "
+                         "different graphs")
     holdout = data / "maskedface-net" / "holdout"
     result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "vector_extensions": cpu_vector_extensions()},
-              "rounds": rounds, "scenes": {}}
+              "live_graph": live_graph(manifest), "rounds": rounds, "scenes": {}}
     with tempfile.TemporaryDirectory() as work:
         for faces in LAYOUTS:
             frame = scene_frame(faces, holdout)
@@ -203,7 +220,7 @@ def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: floa
     first = result["scenes"]["1"]["browser"]
     for key in ("chromium", "classify_interval_ms", "classify_share", "detect_interval_ms"):
         result[key] = first[key]
-    result["live"] = json.loads((models / "manifest.json").read_text())["live"]
+    result["live"] = manifest["live"]
     return result
 
 

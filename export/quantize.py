@@ -37,6 +37,11 @@ CALIBRATION_PERCENTILE = 99.999
 # to [0, 1] per image, so a flat map magnifies rounding) within 0.05 on 99% of the images and 0.25 on all.
 INT8_BOUNDS = {"min_same_class": 0.995, "max_probability_difference": 0.1, "p99_heatmap_difference": 0.05,
                "max_heatmap_difference": 0.25}
+# How far a distilled student's int8 graph may stray from the full model it stands in for: the full model's
+# class on 99% of the checked split's images and at most half a point of its accuracy. Its probabilities and
+# heatmaps come from another network, so they are measured, not bounded; its own fp32 graph bounds its
+# rounding with INT8_BOUNDS.
+STUDENT_BOUNDS = {"min_same_class": 0.99, "max_accuracy_drop": 0.005}
 
 
 def calibration_rows(labels: list[int], per_class: int) -> list[int]:
@@ -79,11 +84,12 @@ def quantize_live_classifier(model: MaskClassifier, path: str | Path, calibratio
 
 
 def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[str, np.ndarray],
-                      labels: np.ndarray, size: int) -> dict:
-    """The int8 graph against the full fp32 graph on the same inputs (``run_split`` outputs of each): how
-    often the class is the same, the largest probability difference, the heatmap differences (per image the
-    largest pixel difference of the target layer's map of the full graph's class, upsampled to ``size``: its
-    99th percentile and maximum over the images), both accuracies, and whether ``INT8_BOUNDS`` hold."""
+                      labels: np.ndarray, size: int, bounds: dict = INT8_BOUNDS) -> dict:
+    """A live graph against a reference graph (the full fp32 one) on the same inputs (``run_split`` outputs
+    of each): how often the class is the same, the largest probability difference, the heatmap differences
+    (per image the largest pixel difference of the target layer's map of the reference's class, upsampled to
+    ``size``: its 99th percentile and maximum over the images), both accuracies, and whether ``bounds`` hold
+    (each of ``INT8_BOUNDS``' keys that it names)."""
     full, live = softmax(full_outputs["logits"]), softmax(live_outputs["logits"])
     classes = full.argmax(1)
     report = {
@@ -101,9 +107,13 @@ def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[st
         per_image = np.abs(full_maps[layer] - live_maps[layer]).reshape(len(classes), -1).max(1)
         report["p99_heatmap_difference"][layer] = float(np.percentile(per_image, 99))
         report["max_heatmap_difference"][layer] = float(per_image.max())
-    report["bounds"] = INT8_BOUNDS
-    report["within_bounds"] = bool(report["same_class"] >= INT8_BOUNDS["min_same_class"]
-                                   and report["max_probability_difference"] <= INT8_BOUNDS["max_probability_difference"]
-                                   and max(report["p99_heatmap_difference"].values()) <= INT8_BOUNDS["p99_heatmap_difference"]
-                                   and max(report["max_heatmap_difference"].values()) <= INT8_BOUNDS["max_heatmap_difference"])
+    held = {
+        "min_same_class": lambda bound: report["same_class"] >= bound,
+        "max_probability_difference": lambda bound: report["max_probability_difference"] <= bound,
+        "p99_heatmap_difference": lambda bound: max(report["p99_heatmap_difference"].values()) <= bound,
+        "max_heatmap_difference": lambda bound: max(report["max_heatmap_difference"].values()) <= bound,
+        "max_accuracy_drop": lambda bound: report["accuracy_full"] - report["accuracy"] <= bound,
+    }
+    report["bounds"] = bounds
+    report["within_bounds"] = all(held[name](bound) for name, bound in bounds.items())
     return report

@@ -40,27 +40,39 @@ def exported_models(tmp_path_factory):
     """One full export for the session, through masklens-export's build(): an int8 classifier on
     random weights, its int8 live graph calibrated and measured on a generated tree (not held to the
     export's bounds: an untrained model's heatmaps are flat), MTCNN and the manifest."""
+    return export_random_model(tmp_path_factory.mktemp("export"))
+
+
+def export_random_model(work: Path, student_depths: tuple[int, int, int] | None = None) -> Path:
+    """``exported_models``' export into ``work``/models; with ``student_depths``, the webcam mode's graphs
+    come from a student of those depths that starts from the model's first blocks (``live_checkpoint``)."""
     import json
 
     import torch
 
     from export.build import ExportConfig, build
-    from training.data import CLASSES
-    from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
+    from training.data import CLASSES, sha256_of
+    from training.model import FACENET_NORMALIZATION, Depths, Preprocessing, build_model, state_for_depths
     from training.train import TrainConfig, checkpoint_payload
 
-    work = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
     model = build_model(Preprocessing(160, **FACENET_NORMALIZATION)).eval()
     checkpoint = work / "model.pt"
     torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
+    student = ""
+    if student_depths is not None:
+        shallow = build_model(model.preprocessing, depths=Depths(*student_depths)).eval()
+        shallow.load_state_dict(state_for_depths(model.state_dict(), shallow.depths))
+        student = str(work / "student.pt")
+        data = {"train": {"images": 0}, "teacher": {"file": str(checkpoint), "sha256": sha256_of(checkpoint)}}
+        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths), data, [], 0, torch.float16), student)
     metrics = work / "metrics.json"
     metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
                                    "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
     out = work / "models"
     build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8", data_root=str(make_tree(work / "data")),
                        check_live_int8=False, framing=str(REPO / "results" / "framing.json"), metrics=str(metrics),
-                       threads=1))
+                       threads=1, live_checkpoint=student))
     return out
 
 

@@ -33,8 +33,14 @@ def test_shipped_models_match_their_manifest():
     assert holdout["checkpoint"]["sha256"] == sha256_of(CHECKPOINT)
     live = manifest["classifier"]["live"]
     assert live["against_full"]["within_bounds"] and live["against_full"]["images"] == holdout["images"]
+    # The webcam mode's graphs are a student distilled from the shipped checkpoint, committed beside it.
+    student = live["student"]
+    assert sha256_of(REPO / "models" / student["file"]) == student["sha256"]
+    assert load_checkpoint(REPO / "models" / student["file"])["data"]["teacher"]["sha256"] == sha256_of(CHECKPOINT)
+    assert student["against_own_fp32"]["within_bounds"] and student["against_own_fp32"]["images"] == holdout["images"]
     compression = json.loads((REPO / "results" / "compression.json").read_text())
-    assert compression["live_int8"] == {"quantization": live["quantization"], "against_full": live["against_full"]}
+    assert compression["live_int8"] == {"quantization": live["quantization"], "against_full": live["against_full"],
+                                        "student": {key: value for key, value in student.items() if key != "config"}}
 
 
 @pytest.mark.slow

@@ -209,6 +209,19 @@ def test_optional_sections_render_only_when_their_artifact_exists(results):
     assert "ranges from 12 faces of\nthe `train` split" in method and "accuracy\n44.44% (full graph 50.00%)" in method
     assert "the same\nclass for 88.89% of the images, probabilities within\n0.0312" in method
     assert "within 0.0200 on 99%\nof the images and 0.1250 on all" in method
+    assert "distilled student" not in method
+    own = {**context["compression"]["live_int8"]["against_full"], "same_class": 0.9999, "within_bounds": True}
+    context["compression"]["live_int8"]["against_full"] = {
+        **own, "same_class": 0.9911, "bounds": {"min_same_class": 0.99, "max_accuracy_drop": 0.005}}
+    context["compression"]["live_int8"]["student"] = {
+        "file": "live-student.pt", "sha256": "0" * 64, "depths": {"repeat_1": 1, "repeat_2": 2, "repeat_3": 3},
+        "against_own_fp32": own}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "a **distilled student**" in method and "1, 2 and\n3 in `repeat_1`" in method
+    assert "the student's graph quantized" in method and "The GPU runs this graph." not in method
+    assert "the same class for 99.99%\n  of the images" in method
+    assert "the full graph's class for\n  99.11% of the images" in method
+    assert "within\n  0.5 points of its accuracy" in method
     paper = json.loads(json.dumps(context["results"]["default"]))
     paper["holdout"]["checkpoint"]["config"].update(image_size=256, normalization="identity", reason_weight=0.0)
     context["results"]["paper"] = paper
@@ -292,7 +305,7 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     assert "every\n500 ms" in page and "at most every 200 ms" in page and "at most 80% of the time" in page
     assert "(here\nmet: 32.8)" in page and "(not met with 1 face: 3.5)" in page and "(not met with 1 face: 2.95×)" in page
     assert "256-bit AVX2 or wider" in page and "rounds themselves" not in page
-    assert "A classification takes 175.4 ms" in page and "is within 1.7×." in page
+    assert "With 1 face, a classification takes 175.4 ms" in page and "is within 1.7×." in page
     assert "own run" not in page
     context["live_benchmark"]["machine"]["vector_extensions"] = ["AVX2", "AVX-512"]
     context["live_benchmark"]["rounds"] = 2
@@ -307,10 +320,22 @@ def test_webcam_speed_and_app_screenshots_render_from_their_artifacts(results):
     scene["browser"]["classify_run_ms_per_face"] = 80.5
     assert "of which onnxruntime-web's own run is 80.5 ms" in render_template(TEMPLATES / "results.md.j2", context)
     scene["browser_over_native"] = 1.9
-    assert "A classification takes" not in render_template(TEMPLATES / "results.md.j2", context)
+    assert "a classification takes" not in render_template(TEMPLATES / "results.md.j2", context)
     assert "with the fp32 one" not in render_template(TEMPLATES / "results.md.j2", context)
     scene["native"]["classify_fp32_ms_per_face"] = 31.5
     assert "takes 33.0 ms per face with the int8\nlive graph and 31.5 ms with the fp32 one" in render_template(
         TEMPLATES / "results.md.j2", context)
+    assert "full model's own live graph" not in render_template(TEMPLATES / "results.md.j2", context)
+    context["live_benchmark"]["live_graph"] = {"file": "classifier-live-int8.onnx", "sha256": "1" * 64,
+                                               "student": {"file": "live-student.pt", "depths": {}}}
+    before = json.loads(json.dumps(scene))
+    before["browser"].update(frame_ms=300.5, classify_ms_per_face=196.6, classifications_per_face=2.04)
+    before["browser_over_native"] = 3.5
+    context["live_benchmark_full_model"] = {"rounds": 3, "machine": {"cpu": "CPU Y"}, "scenes": {"1": before},
+                                            "live_graph": {**context["live_benchmark"]["live_graph"], "student": None}}
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert "With the full model's own live graph in place of the student (3 rounds each" in page
+    assert "on CPU Y" in page
+    assert "300.5 ms (103.9 + 1 × 196.6) with 1 face, 2.0 classifications per face per second, 3.5× Python." in page
     context["figures"] = [*context["figures"], "app-desktop.png", "app-phone.png"]
     assert "../results/figures/app-phone.png" in render_template(TEMPLATES / "try.md.j2", context)

@@ -1,8 +1,14 @@
 """The live benchmark's bookkeeping (the timed runs themselves need Chromium and minutes: a benchmark,
 not a test)."""
 
-from export.live_benchmark import median_of_rounds, summarise
+import json
+
+import pytest
+
+from export.live_benchmark import benchmark, live_graph, median_of_rounds, summarise
 from training.data import VECTOR_EXTENSIONS, cpu_vector_extensions
+
+from .conftest import REPO
 
 
 def test_rounds_merge_into_medians_of_their_numbers():
@@ -33,3 +39,24 @@ def test_vector_extensions_are_named_from_the_known_ones():
     found = cpu_vector_extensions()
     assert set(found) <= set(VECTOR_EXTENSIONS.values())
     assert found == [name for name in VECTOR_EXTENSIONS.values() if name in found]  # in the table's order
+
+
+def test_the_result_names_the_live_graph_that_ran():
+    manifest = json.loads((REPO / "models" / "onnx" / "manifest.json").read_text())
+    graph = live_graph(manifest)
+    live = manifest["classifier"]["live"]
+    assert graph["file"] == live["file"] and graph["sha256"] == manifest["files"][live["file"]]["sha256"]
+    assert graph["student"] == {"file": live["student"]["file"], "depths": live["student"]["depths"]}
+    del live["student"]
+    assert live_graph(manifest)["student"] is None
+
+
+def test_a_site_built_with_other_models_is_refused(tmp_path):
+    """The browser runs the site's models and Python the --models ones: they must be the same export."""
+    manifest = json.loads((REPO / "models" / "onnx" / "manifest.json").read_text())
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "site" / "app" / "models").mkdir(parents=True)
+    (tmp_path / "site" / "app" / "models" / "manifest.json").write_text(json.dumps({**manifest, "model_version": "other"}))
+    with pytest.raises(SystemExit, match="other models"):
+        benchmark(tmp_path / "site", tmp_path / "models", tmp_path / "data", 1, 0, 1, 1)

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
-from export.quantize import INT8_BOUNDS, compare_with_full
+from export.quantize import INT8_BOUNDS, STUDENT_BOUNDS, compare_with_full
 from training.data import CLASSES, REASONS
 
-from .conftest import REPO, shared_data_or_skip
+from .conftest import REPO, export_random_model, shared_data_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +108,55 @@ def test_the_int8_check_holds_the_live_graph_to_its_bounds():
     report = compare_with_full(full, moved, labels, 16)
     assert report["same_class"] == 1.0 and report["p99_heatmap_difference"]["block8"] > 0.05
     assert not report["within_bounds"]
+
+
+def test_a_students_check_bounds_agreement_and_accuracy_only():
+    """STUDENT_BOUNDS: another network's probabilities may differ widely, its class on 1 image in 100 and its
+    accuracy by half a point may not."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 3, (200, 3)).astype(np.float32)
+    full = {"logits": logits, "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
+            "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32)}
+    labels = logits.argmax(1)
+    softer = {**full, "logits": logits / 4, "block8_activations": full["block8_activations"][:, :, ::-1]}
+    report = compare_with_full(full, softer, labels, 16, STUDENT_BOUNDS)
+    assert report["max_probability_difference"] > 0.1 and report["within_bounds"]
+    flipped = {**full, "logits": logits.copy()}
+    flipped["logits"][:2] = -flipped["logits"][:2]
+    report = compare_with_full(full, flipped, labels, 16, STUDENT_BOUNDS)
+    assert report["same_class"] == 0.99 and report["accuracy_full"] - report["accuracy"] == pytest.approx(0.01)
+    assert not report["within_bounds"]
+
+
+@pytest.mark.slow
+def test_export_with_a_distilled_student_for_the_webcam_mode(tmp_path):
+    """With live_checkpoint, the webcam mode's graphs are the student's: its int8 graph for the CPU and an
+    fp16-weight graph of its own for the GPU (no weights read from classifier.onnx), both giving the
+    student's outputs; the manifest names the student, and the predictor's live step runs it."""
+    out = export_random_model(tmp_path, student_depths=(1, 1, 1))
+    manifest = json.loads((out / "manifest.json").read_text())
+    live = manifest["classifier"]["live"]
+    student = live["student"]
+    assert student["depths"] == {"repeat_1": 1, "repeat_2": 1, "repeat_3": 1}
+    assert student["config"]["depths"] == [1, 1, 1]
+    assert student["against_own_fp32"]["images"] == live["against_full"]["images"] == 12
+    assert live["against_full"]["bounds"] == STUDENT_BOUNDS
+    gpu = live["gpu"]
+    assert gpu["file"] == "classifier-live.onnx" and "weights_file" not in gpu and gpu["weights"] == "fp16"
+    assert gpu["max_difference_from_fp32"] < 0.05
+    proto = onnx.load(str(out / gpu["file"]), load_external_data=False)
+    assert not [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert len([n for n in proto.graph.node if n.op_type == "Conv"]) < 60  # the full trunk has over 100
+    predictor = Predictor(out, threads=1)
+    crops = np.random.default_rng(1).integers(0, 256, (2, 160, 160, 3), dtype=np.uint8)
+    for probabilities, _, maps in predictor.predict_crops(crops, live=True):
+        assert probabilities.sum() == pytest.approx(1.0, abs=1e-5) and list(maps) == ["block8"]
+    from export.build import ExportConfig, load_student
+    from training.train import load_checkpoint
+
+    student_file = str(tmp_path / "student.pt")  # its own teacher it is not
+    with pytest.raises(SystemExit, match="not distilled from"):
+        load_student(ExportConfig(checkpoint=student_file, live_checkpoint=student_file), load_checkpoint(student_file))
 
 
 def test_gpu_classifier_needs_no_max_pool_indices_and_gives_the_full_graphs_outputs(model_dir):

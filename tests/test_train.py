@@ -119,6 +119,17 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     with pytest.raises(ValueError, match="teacher"):
         train(dataclasses.replace(config, out_dir=str(tmp_path / "no-teacher"), distill_weight=1.0))
 
+    # The webcam mode's student: the first block of each repeat, distilled on every image as it sees it.
+    student_config = dataclasses.replace(config, out_dir=str(tmp_path / "student"), depths=(1, 1, 1), teacher=str(first),
+                                         distill_weight=1.0, distill_on="all")
+    student = load_checkpoint(train(student_config))
+    assert math.isfinite(student["history"][0]["train_loss"])
+    assert not any(key.startswith(("backbone.repeat_1.1.", "backbone.repeat_2.1.")) for key in student["model"])
+    rebuilt = model_from_checkpoint(student)
+    assert [len(getattr(rebuilt.backbone, name)) for name in ("repeat_1", "repeat_2", "repeat_3")] == [1, 1, 1]
+    with pytest.raises(ValueError, match="distill_on"):
+        train(dataclasses.replace(student_config, out_dir=str(tmp_path / "bad"), distill_on="some"))
+
     # 30% held out: by its name's hash, face0 (unmasked) alone; scored each epoch, as a real face and masked.
     held = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True,
                                                      real_validation_percent=30)))
@@ -128,6 +139,23 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     (record,) = held["history"]
     assert record["real_val_accuracy"] in (0.0, 1.0) and record["real_val_synthetic_accuracy"] in (0.0, 1.0)
     assert 0.0 <= record["val_accuracy"] <= 1.0
+
+
+def test_a_shallower_model_starts_from_the_first_blocks_of_a_full_one():
+    from training.model import FACENET_NORMALIZATION, Depths, Preprocessing, build_model, state_for_depths
+
+    torch.manual_seed(0)
+    preprocessing = Preprocessing(80, **FACENET_NORMALIZATION)
+    full = build_model(preprocessing).eval()
+    student = build_model(preprocessing, depths=Depths(2, 1, 3)).eval()
+    student.load_state_dict(state_for_depths(full.state_dict(), student.depths))  # strict: nothing missing
+    for name, kept in (("repeat_1", 2), ("repeat_2", 1), ("repeat_3", 3)):
+        setattr(full.backbone, name, getattr(full.backbone, name)[:kept])
+    images = torch.randn(2, 3, 80, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(student(images)[0], full(images)[0])
+    with pytest.raises(ValueError, match="repeat_2 keeps 0..10"):
+        Depths(1, 11, 1)
 
 
 def test_held_out_real_faces_are_a_fixed_share_of_real_photos_only():

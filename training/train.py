@@ -32,13 +32,14 @@ from .cli import parse_config
 from .data import (CLASSES, NO_REASON, REASONS, Sample, SplitIndex, cpu_name, index_split, sha256_of,
                    write_json)
 from .faces import MASKED
-from .model import (FACENET_NORMALIZATION, IDENTITY_NORMALIZATION, MaskClassifier, Preprocessing,
-                    build_model)
+from .model import (FACENET_NORMALIZATION, FULL_DEPTHS, IDENTITY_NORMALIZATION, LIVE_STUDENT_DEPTHS, Depths,
+                    MaskClassifier, Preprocessing, build_model, state_for_depths)
 from .preprocess import load_rgb, to_input_array
 
 CHECKPOINT_FORMAT = "masklens-checkpoint/1"
 NORMALIZATIONS = {"facenet": FACENET_NORMALIZATION, "identity": IDENTITY_NORMALIZATION}
 AUGMENTATIONS = ("none", "flip", "standard", "robust", "webcam")
+DISTILL_ON = ("clean", "all")
 # Label of an image known to show a mask but not whether it is worn correctly (a weak label).
 MASKED_LABEL = -2
 MASK_CLASSES = [CLASSES.index("covered"), CLASSES.index("incorrect")]
@@ -49,6 +50,8 @@ class TrainConfig:
     data_root: str = field(default="../shared/data/maskedface-net", metadata={"help": "MaskedFace-Net-style root"})
     out_dir: str = field(default="runs/default", metadata={"help": "where checkpoints and logs go"})
     image_size: int = 160
+    depths: tuple[int, ...] = field(default=FULL_DEPTHS, metadata={
+        "help": "residual blocks kept in repeat_1, repeat_2 and repeat_3 (training.model.Depths)"})
     normalization: str = field(default="facenet", metadata={"help": "facenet or identity"})
     augment: str = field(default="standard", metadata={"help": "none, flip, standard, robust or webcam"})
     epochs: int = 3
@@ -78,6 +81,9 @@ class TrainConfig:
     teacher: str = field(default="", metadata={
         "help": "checkpoint distilled into this run on MaskedFace-Net's train images (seen unaugmented)"})
     distill_weight: float = field(default=0.0, metadata={"help": "weight of the distillation loss"})
+    distill_on: str = field(default="clean", metadata={
+        "help": "clean: MaskedFace-Net's train images, the teacher seeing them unaugmented; all: every training "
+                "image, the teacher seeing what the student sees"})
     distill_temperature: float = 2.0
     masked_covered_share: float = field(default=0.0, metadata={
         "help": "0: a weak 'masked' label trains with -log(p_covered + p_incorrect); s > 0: towards covered with "
@@ -105,6 +111,15 @@ PRESETS: dict[str, TrainConfig] = {
                          epochs=2, optimizer="adam", lr=0.009, weight_decay=0.0, schedule="constant",
                          label_smoothing=0.0, reason_weight=0.0),
 }
+
+
+# The webcam mode's student: the shipped model's first residual block of each repeat, distilled from the
+# whole shipped model on everything it trained on, each image as the student sees it, with real-prior's
+# labels and augmentation beside.
+PRESETS["live-student"] = dataclasses.replace(PRESETS["real-webcam"], out_dir="runs/live-student",
+                                              depths=tuple(LIVE_STUDENT_DEPTHS.to_dict().values()), epochs=2,
+                                              lr=5e-4, init_from="models/real-prior.pt", teacher="models/real-prior.pt",
+                                              distill_on="all", masked_covered_share=0.8, bf16=True)
 
 
 # The real-webcam recipe once more, from real-soup (the mean of real and real-webcam, training.soup), with a
@@ -471,13 +486,18 @@ def load_checkpoint_for(path: str | Path, preprocessing: Preprocessing) -> dict:
     return checkpoint
 
 
+def depths_of(checkpoint: dict) -> Depths:
+    """The checkpoint's ``Depths`` (checkpoints from before depths were configurable are full models)."""
+    return Depths(*checkpoint["config"].get("depths", FULL_DEPTHS))
+
+
 def model_from_checkpoint(checkpoint: dict) -> MaskClassifier:
     """Rebuilds the model in fp32 eval mode from a checkpoint dict (fp16-stored weights are upcast)."""
     if tuple(checkpoint["classes"]) != CLASSES or tuple(checkpoint["reasons"]) != REASONS:
         raise ValueError(f"checkpoint classes {checkpoint['classes']} / reasons {checkpoint['reasons']} "
                          f"differ from this code's {CLASSES} / {REASONS}")
     model = build_model(Preprocessing.from_dict(checkpoint["preprocessing"]),
-                        dropout=checkpoint["config"]["dropout"])
+                        dropout=checkpoint["config"]["dropout"], depths=depths_of(checkpoint))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
     return model.eval()
 
@@ -549,10 +569,14 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
 
     torch.manual_seed(config.seed)
     preprocessing = preprocessing_for(config)
-    model = build_model(preprocessing, dropout=config.dropout)
+    if config.distill_on not in DISTILL_ON:
+        raise ValueError(f"distill_on must be one of {DISTILL_ON}, got {config.distill_on!r}")
+    depths = Depths(*config.depths)
+    model = build_model(preprocessing, dropout=config.dropout, depths=depths)
     if config.init_from:
         start = load_checkpoint_for(config.init_from, preprocessing)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in start["model"].items()})
+        state = state_for_depths(start["model"], depths)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         data_summary["init_from"] = {"file": str(config.init_from), "sha256": sha256_of(config.init_from)}
     model = model.to(device)
     if config.channels_last:
@@ -570,7 +594,8 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     if config.max_images:
         samples = tuple(np.random.default_rng(config.seed).permutation(np.array(samples, dtype=object))
                         [:config.max_images])
-    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment, teacher_view=teacher is not None)]
+    clean_views = teacher is not None and config.distill_on == "clean"
+    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment, teacher_view=clean_views)]
     synthetic = None
     real_val_sets: dict[str, Dataset] = {}
     if config.faces_index:
@@ -663,6 +688,8 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
                 with autocast(device, config.bf16):
                     outputs = ddp_model(images)
                 loss = compute_loss(outputs, labels, reasons, config)
+                if teacher is not None and config.distill_on == "all":
+                    teacher_views = (torch.arange(len(labels)), images)
                 if teacher is not None and teacher_views is not None:
                     rows, views = teacher_views[0].to(device), teacher_views[1].to(device)
                     if config.channels_last:

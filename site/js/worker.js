@@ -41,7 +41,8 @@ import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipe
 const CACHE_NAME = 'masklens-models-v1';
 // The models every backend loads, and each backend's own. On wasm the live classifier is the int8 graph
 // (manifest.classifier.live.file, export/quantize.py); WebGPU runs the full classifier and the live one from
-// fp32 graphs that read their weights from the classifier's bytes (ONNX external data).
+// fp32 graphs. A graph with a weights_file reads its weights from the classifier's bytes (ONNX external
+// data); a distilled live student (manifest.classifier.live.student) carries its own.
 const NETS = ['pnet', 'rnet', 'onet', 'classifier'];
 const BACKEND_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_gpu', 'classifier_live_gpu'] };
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
@@ -176,7 +177,7 @@ async function load(modelsUrl, requestedBackend) {
     }
     bytesOf[net] = bytes;
   }
-  const weightsOf = (graph) => [{ path: graph.weights_file, data: bytesOf.classifier }];
+  const weightsOf = (graph) => (graph.weights_file ? [{ path: graph.weights_file, data: bytesOf.classifier }] : null);
   const create = (bytes, provider, externalData) => ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
