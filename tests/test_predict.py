@@ -9,9 +9,11 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from export.build import ExportConfig, load_student
 from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
 from export.quantize import INT8_BOUNDS, STUDENT_BOUNDS, compare_with_full
 from training.data import CLASSES, REASONS
+from training.train import load_checkpoint
 
 from .conftest import REPO, export_random_model, shared_data_or_skip
 
@@ -151,9 +153,6 @@ def test_export_with_a_distilled_student_for_the_webcam_mode(tmp_path):
     crops = np.random.default_rng(1).integers(0, 256, (2, 160, 160, 3), dtype=np.uint8)
     for probabilities, _, maps in predictor.predict_crops(crops, live=True):
         assert probabilities.sum() == pytest.approx(1.0, abs=1e-5) and list(maps) == ["block8"]
-    from export.build import ExportConfig, load_student
-    from training.train import load_checkpoint
-
     student_file = str(tmp_path / "student.pt")  # its own teacher it is not
     with pytest.raises(SystemExit, match="not distilled from"):
         load_student(ExportConfig(checkpoint=student_file, live_checkpoint=student_file), load_checkpoint(student_file))

@@ -117,7 +117,7 @@ PRESETS: dict[str, TrainConfig] = {
 # whole shipped model on everything it trained on, each image as the student sees it, with real-prior's
 # labels and augmentation beside.
 PRESETS["live-student"] = dataclasses.replace(PRESETS["real-webcam"], out_dir="runs/live-student",
-                                              depths=tuple(LIVE_STUDENT_DEPTHS.to_dict().values()), epochs=2,
+                                              depths=dataclasses.astuple(LIVE_STUDENT_DEPTHS), epochs=2,
                                               lr=5e-4, init_from="models/real-prior.pt", teacher="models/real-prior.pt",
                                               distill_on="all", masked_covered_share=0.8, bf16=True)
 
