@@ -207,7 +207,7 @@ def export_student(student, out_dir: Path, inputs: np.ndarray, threads: int):
 
 
 def build(config: ExportConfig) -> dict:
-    from training.train import depths_of, load_checkpoint, model_from_checkpoint
+    from training.train import depths_of, load_checkpoint, model_from_checkpoint, widths_of
 
     checkpoint = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(checkpoint)
@@ -272,7 +272,8 @@ def build(config: ExportConfig) -> dict:
                     "gpu": live_gpu}
     if student is not None:
         live_section["student"] = {"file": Path(config.live_checkpoint).name, "sha256": sha256_of(config.live_checkpoint),
-                                   "depths": depths_of(student_checkpoint).to_dict(), "config": student_checkpoint["config"],
+                                   "depths": depths_of(student_checkpoint).to_dict(),
+                                   "widths": widths_of(student_checkpoint).to_dict(), "config": student_checkpoint["config"],
                                    "against_own_fp32": quantization_check}
     if report:
         student_summary = {key: value for key, value in live_section.get("student", {}).items() if key != "config"}

@@ -190,7 +190,7 @@ def live_graph(manifest: dict) -> dict:
     live = manifest["classifier"]["live"]
     student = live.get("student")
     return {"file": live["file"], "sha256": manifest["files"][live["file"]]["sha256"],
-            "student": {"file": student["file"], "depths": student["depths"]} if student else None}
+            "student": {key: student[key] for key in ("file", "depths", "widths") if key in student} if student else None}
 
 
 def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int, rounds: int) -> dict:

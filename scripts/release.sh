@@ -2,13 +2,15 @@
 # From finished training runs to the committed artifacts: checkpoints, metrics, figures, ONNX models,
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
 # Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior] [runs/live-student]
+#                           [runs/live-student-slim]
 # A run folder without model.pt is skipped. The chain of the real models (README, "Real photos"): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
 # the weights of real and real-webcam (masklens-soup, made here if missing); runs/real-prior is fine-tuned
 # from it. real-webcam and real-soup are evaluated, their weights not committed (models/real-soup.pt is
 # ignored by git). runs/real-from-default, if present, is the ablation. The site ships the last of
 # real-prior, real and default whose checkpoint is in models/; the other real models are evaluated end to
-# end too. runs/live-student (distilled from models/real-prior.pt) is the webcam mode's live graph when present.
+# end too. runs/live-student (distilled from models/real-prior.pt) is the webcam mode's live graph when present,
+# runs/live-student-slim (narrowed from models/live-student.pt, distilled the same way) in its place when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
@@ -17,6 +19,7 @@ real_run=${3:-runs/real}
 webcam_run=${4:-runs/real-webcam}
 prior_run=${5:-runs/real-prior}
 student_run=${6:-runs/live-student}
+slim_run=${7:-runs/live-student-slim}
 data=../shared/data
 bin=.venv/bin
 
@@ -49,6 +52,7 @@ if [ -f "$webcam_run/model.pt" ] && [ -f models/real.pt ]; then
 fi
 [ -f "$prior_run/model.pt" ] && take "$prior_run" real-prior
 [ -f "$student_run/model.pt" ] && take "$student_run" live-student
+[ -f "$slim_run/model.pt" ] && take "$slim_run" live-student-slim
 
 "$bin/python" -m export.face_detector --out-dir build/detector
 "$bin/python" -m export.framing --models build/detector --out results/framing.json
@@ -64,7 +68,7 @@ for preset in real real-prior; do
 done
 # The real models not shipped, end to end through the same face finder.
 for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:models/real-soup.pt \
-             live-student:models/live-student.pt; do
+             live-student:models/live-student.pt live-student-slim:models/live-student-slim.pt; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
   "$bin/masklens-export" --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
@@ -73,7 +77,9 @@ done
 keep=()  # the committed classifier.onnx stays byte for byte if this export reproduces it
 [ -f models/onnx/classifier.onnx ] && keep=(--keep models/onnx/classifier.onnx)
 live=()  # the webcam mode runs the student distilled from the shipped model, when there is one
-[ "$shipped" = real-prior ] && [ -f models/live-student.pt ] && live=(--live-checkpoint models/live-student.pt)
+for student in live-student live-student-slim; do  # the last present: the slim one narrows the first
+  if [ "$shipped" = real-prior ] && [ -f "models/$student.pt" ]; then live=(--live-checkpoint "models/$student.pt"); fi
+done
 "$bin/masklens-export" --checkpoint "models/$shipped.pt" --out-dir models/onnx \
   --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}" "${live[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 from pathlib import Path
 
@@ -43,16 +44,19 @@ def exported_models(tmp_path_factory):
     return export_random_model(tmp_path_factory.mktemp("export"))
 
 
-def export_random_model(work: Path, student_depths: tuple[int, int, int] | None = None) -> Path:
+def export_random_model(work: Path, student_depths: tuple[int, int, int] | None = None,
+                        student_widths: tuple[int, ...] | None = None) -> Path:
     """``exported_models``' export into ``work``/models; with ``student_depths``, the webcam mode's graphs
-    come from a student of those depths that starts from the model's first blocks (``live_checkpoint``)."""
+    come from a student of those depths (and ``student_widths``) that starts from the model's first blocks
+    and channels of largest scale (``live_checkpoint``)."""
     import json
 
     import torch
 
     from export.build import ExportConfig, build
     from training.data import CLASSES, sha256_of
-    from training.model import FACENET_NORMALIZATION, Depths, Preprocessing, build_model, state_for_depths
+    from training.model import (FACENET_NORMALIZATION, Depths, Preprocessing, Widths, build_model, state_for_depths,
+                                state_for_widths)
     from training.train import TrainConfig, checkpoint_payload
 
     torch.manual_seed(0)
@@ -61,11 +65,11 @@ def export_random_model(work: Path, student_depths: tuple[int, int, int] | None 
     torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
     student = ""
     if student_depths is not None:
-        shallow = build_model(model.preprocessing, depths=Depths(*student_depths)).eval()
-        shallow.load_state_dict(state_for_depths(model.state_dict(), shallow.depths))
+        shallow = build_model(model.preprocessing, depths=Depths(*student_depths), widths=Widths(*(student_widths or ()))).eval()
+        shallow.load_state_dict(state_for_widths(state_for_depths(model.state_dict(), shallow.depths), shallow.widths))
         student = str(work / "student.pt")
         data = {"train": {"images": 0}, "teacher": {"file": str(checkpoint), "sha256": sha256_of(checkpoint)}}
-        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths), data, [], 0, torch.float16), student)
+        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths, widths=tuple(dataclasses.astuple(shallow.widths))), data, [], 0, torch.float16), student)
     metrics = work / "metrics.json"
     metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
                                    "per_class": {c: {"recall": 1.0} for c in CLASSES}}))

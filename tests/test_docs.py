@@ -222,6 +222,12 @@ def test_optional_sections_render_only_when_their_artifact_exists(results):
     assert "the same class for 99.99%\n  of the images" in method
     assert "the full graph's class for\n  99.11% of the images" in method
     assert "within\n  0.5 points of its accuracy" in method
+    assert "narrowed" not in method and "live-student-slim" not in method
+    context["compression"]["live_int8"]["student"]["widths"] = {
+        "conv2d_2b": 32, "conv2d_3b": 40, "conv2d_4a": 96, "mixed_6a": 96, "mixed_7a": 128}
+    method = render_template(TEMPLATES / "method.md.j2", context)
+    assert "32, 40 and 96 out\nof `conv2d_2b`, `conv2d_3b` and `conv2d_4a`" in method
+    assert "`--preset live-student-slim` then narrowed that student" in method and "3 blocks, narrowed)" in method
     paper = json.loads(json.dumps(context["results"]["default"]))
     paper["holdout"]["checkpoint"]["config"].update(image_size=256, normalization="identity", reason_weight=0.0)
     context["results"]["paper"] = paper

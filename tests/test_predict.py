@@ -135,12 +135,13 @@ def test_export_with_a_distilled_student_for_the_webcam_mode(tmp_path):
     """With live_checkpoint, the webcam mode's graphs are the student's: its int8 graph for the CPU and an
     fp16-weight graph of its own for the GPU (no weights read from classifier.onnx), both giving the
     student's outputs; the manifest names the student, and the predictor's live step runs it."""
-    out = export_random_model(tmp_path, student_depths=(1, 1, 1))
+    out = export_random_model(tmp_path, student_depths=(1, 1, 1), student_widths=(32, 40, 96, 96, 128))
     manifest = json.loads((out / "manifest.json").read_text())
     live = manifest["classifier"]["live"]
     student = live["student"]
     assert student["depths"] == {"repeat_1": 1, "repeat_2": 1, "repeat_3": 1}
     assert student["config"]["depths"] == [1, 1, 1]
+    assert student["widths"] == {"conv2d_2b": 32, "conv2d_3b": 40, "conv2d_4a": 96, "mixed_6a": 96, "mixed_7a": 128}
     assert student["against_own_fp32"]["images"] == live["against_full"]["images"] == 12
     assert live["against_full"]["bounds"] == STUDENT_BOUNDS
     gpu = live["gpu"]

@@ -129,6 +129,12 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     assert [len(getattr(rebuilt.backbone, name)) for name in ("repeat_1", "repeat_2", "repeat_3")] == [1, 1, 1]
     with pytest.raises(ValueError, match="distill_on"):
         train(dataclasses.replace(student_config, out_dir=str(tmp_path / "bad"), distill_on="some"))
+    # Its narrower step, started from the student's channels of largest batch-norm scale.
+    slim = load_checkpoint(train(dataclasses.replace(student_config, out_dir=str(tmp_path / "slim"),
+                                                     widths=(16, 20, 48, 48, 64),
+                                                     init_from=str(tmp_path / "student" / "model.pt"))))
+    assert tuple(slim["config"]["widths"]) == (16, 20, 48, 48, 64)
+    assert model_from_checkpoint(slim).backbone.mixed_6a.branch1[1].conv.weight.shape[:2] == (48, 48)
 
     # 30% held out: by its name's hash, face0 (unmasked) alone; scored each epoch, as a real face and masked.
     held = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True,
@@ -156,6 +162,35 @@ def test_a_shallower_model_starts_from_the_first_blocks_of_a_full_one():
         torch.testing.assert_close(student(images)[0], full(images)[0])
     with pytest.raises(ValueError, match="repeat_2 keeps 0..10"):
         Depths(1, 11, 1)
+
+
+def test_a_narrower_model_keeps_the_channels_of_largest_scale_of_a_wider_one():
+    from training.model import (FACENET_NORMALIZATION, WIDTH_CUTS, Depths, Preprocessing, Widths, build_model,
+                                state_for_widths)
+
+    torch.manual_seed(0)
+    preprocessing = Preprocessing(80, **FACENET_NORMALIZATION)
+    widths = Widths(16, 20, 48, 40, 64)
+    wide = build_model(preprocessing, depths=Depths(1, 1, 1)).eval()
+    # Channels that output zero whatever comes in (batch-norm scale and shift 0, then ReLU) change nothing
+    # downstream, so a model without them computes the same: silence all but `width` random ones per layer.
+    with torch.no_grad():
+        for name, cuts in WIDTH_CUTS.items():
+            for producer, _ in cuts:
+                bn = wide.backbone.get_submodule(producer).bn
+                bn.weight.uniform_(0.5, 1.5)
+                silenced = torch.randperm(bn.num_features)[getattr(widths, name):]
+                bn.weight[silenced] = 0.0
+                bn.bias[silenced] = 0.0
+    narrow = build_model(preprocessing, depths=Depths(1, 1, 1), widths=widths).eval()
+    narrow.load_state_dict(state_for_widths(wide.state_dict(), widths))  # strict: every shape fits
+    assert narrow.backbone.conv2d_4a.conv.out_channels == 48 and narrow.backbone.conv2d_4b.conv.in_channels == 48
+    assert narrow.backbone.mixed_7a.branch2[1].conv.in_channels == 64
+    images = torch.randn(2, 3, 80, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(narrow(images)[0], wide(images)[0])
+    with pytest.raises(ValueError, match="conv2d_4a keeps 1..192"):
+        Widths(conv2d_4a=200)
 
 
 def test_held_out_real_faces_are_a_fixed_share_of_real_photos_only():

@@ -2,7 +2,10 @@
 
 ``Depths`` says how many residual blocks each of the trunk's three repeats keeps: the full network has
 5, 10 and 5; the webcam mode's student keeps the first block of each (``LIVE_STUDENT_DEPTHS``), with
-every other stage the same, so a full model's weights start it (``state_for_depths``).
+every other stage the same, so a full model's weights start it (``state_for_depths``). ``Widths`` says
+how many channels the trunk keeps where no residual sum sees them (inside the stem and the two
+reductions, which do most of a shallow trunk's work); a wider model's weights start a narrower one
+(``state_for_widths``: each narrowed layer keeps its channels of largest batch-norm scale).
 
 ``forward_features`` runs the convolutional trunk up to ``block8`` (the last conv block, the paper's
 Grad-CAM layer); ``forward_head`` maps its activations to the outputs. In eval mode the head is
@@ -15,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from facenet_pytorch import InceptionResnetV1
+from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d
 from torch import nn
 
 from .data import CLASSES, REASONS
@@ -52,6 +56,80 @@ class Depths:
 LIVE_STUDENT_DEPTHS = Depths(1, 1, 1)
 
 
+FULL_WIDTHS = (64, 80, 192, 192, 256)
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Output channels of ``conv2d_2b``, ``conv2d_3b`` and ``conv2d_4a``, of the inner layers of ``mixed_6a``'s
+    convolution branch, and of the inner layers of ``mixed_7a``'s three convolution branches."""
+
+    conv2d_2b: int = 64
+    conv2d_3b: int = 80
+    conv2d_4a: int = 192
+    mixed_6a: int = 192
+    mixed_7a: int = 256
+
+    def __post_init__(self):
+        for name, full in zip(WIDTH_CUTS, FULL_WIDTHS):
+            if not 1 <= getattr(self, name) <= full:
+                raise ValueError(f"{name} keeps 1..{full} channels, not {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Per width: the layers (BasicConv2d paths in the backbone) whose outputs it sets, each with the one layer
+# that reads them. A layer can be both (mixed_6a.branch1.1 reads branch1.0 and feeds branch1.2).
+WIDTH_CUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "conv2d_2b": (("conv2d_2b", "conv2d_3b"),),  # through maxpool_3a, which keeps channels
+    "conv2d_3b": (("conv2d_3b", "conv2d_4a"),),
+    "conv2d_4a": (("conv2d_4a", "conv2d_4b"),),
+    "mixed_6a": (("mixed_6a.branch1.0", "mixed_6a.branch1.1"), ("mixed_6a.branch1.1", "mixed_6a.branch1.2")),
+    "mixed_7a": (("mixed_7a.branch0.0", "mixed_7a.branch0.1"), ("mixed_7a.branch1.0", "mixed_7a.branch1.1"),
+                 ("mixed_7a.branch2.0", "mixed_7a.branch2.1"), ("mixed_7a.branch2.1", "mixed_7a.branch2.2")),
+}
+
+# The webcam student's second step: half of every width above, about half the live graph's work again
+# (874 -> 463 million multiply-adds per face at 160 px with LIVE_STUDENT_DEPTHS).
+LIVE_STUDENT_SLIM_WIDTHS = Widths(32, 40, 96, 96, 128)
+
+
+def narrow(backbone: nn.Module, widths: Widths) -> None:
+    """Replaces the backbone's layers that ``widths`` narrows by layers of those channels (same kernels)."""
+    channels: dict[str, dict[str, int]] = {}
+    for name, cuts in WIDTH_CUTS.items():
+        for producer, consumer in cuts:
+            channels.setdefault(producer, {})["out"] = getattr(widths, name)
+            channels.setdefault(consumer, {})["in"] = getattr(widths, name)
+    for path, sizes in channels.items():
+        layer = backbone.get_submodule(path)
+        conv = layer.conv
+        narrowed = BasicConv2d(sizes.get("in", conv.in_channels), sizes.get("out", conv.out_channels),
+                               conv.kernel_size, conv.stride, conv.padding)
+        parent, _, child = path.rpartition(".")
+        setattr(backbone.get_submodule(parent) if parent else backbone, child, narrowed)
+
+
+def state_for_widths(state: dict[str, torch.Tensor], widths: Widths) -> dict[str, torch.Tensor]:
+    """A wider model's weights for a model of ``widths``: each narrowed layer keeps the output channels of
+    largest batch-norm scale (|gamma|, in their order), and the layer reading it the same input channels."""
+    state = dict(state)
+    for name, cuts in WIDTH_CUTS.items():
+        width = getattr(widths, name)
+        for producer, consumer in cuts:
+            head = f"backbone.{producer}"
+            if state[f"{head}.bn.weight"].numel() == width:
+                continue
+            kept = state[f"{head}.bn.weight"].abs().topk(width).indices.sort().values
+            state[f"{head}.conv.weight"] = state[f"{head}.conv.weight"][kept]
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                state[f"{head}.bn.{key}"] = state[f"{head}.bn.{key}"][kept]
+            reader = f"backbone.{consumer}.conv.weight"
+            state[reader] = state[reader][:, kept]
+    return state
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How an RGB image becomes the network input: resize to size x size, scale to [0, 1], then
@@ -84,16 +162,20 @@ class MaskClassifier(nn.Module):
     masked faces; it answers "what is uncovered" and never changes the 3-class answer.
     """
 
-    def __init__(self, preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths()):
+    def __init__(self, preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(),
+                 widths: Widths = Widths()):
         super().__init__()
         self.preprocessing = preprocessing
         self.depths = depths
+        self.widths = widths
         self.classes = CLASSES
         self.reasons = REASONS
         self.backbone = InceptionResnetV1(pretrained=None, classify=True, num_classes=len(CLASSES),
                                           dropout_prob=dropout)
         for name in REPEATS:
             setattr(self.backbone, name, getattr(self.backbone, name)[:getattr(depths, name)])
+        if widths != Widths():
+            narrow(self.backbone, widths)
         self.reason_head = nn.Linear(self.backbone.last_linear.out_features, len(REASONS))
 
     def forward_until(self, x: torch.Tensor, stage: str) -> torch.Tensor:
@@ -127,8 +209,9 @@ class MaskClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths()) -> MaskClassifier:
-    return MaskClassifier(preprocessing, dropout=dropout, depths=depths)
+def build_model(preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(),
+                widths: Widths = Widths()) -> MaskClassifier:
+    return MaskClassifier(preprocessing, dropout=dropout, depths=depths, widths=widths)
 
 
 def state_for_depths(state: dict[str, torch.Tensor], depths: Depths) -> dict[str, torch.Tensor]:

@@ -32,8 +32,9 @@ from .cli import parse_config
 from .data import (CLASSES, NO_REASON, REASONS, Sample, SplitIndex, cpu_name, index_split, sha256_of,
                    write_json)
 from .faces import MASKED
-from .model import (FACENET_NORMALIZATION, FULL_DEPTHS, IDENTITY_NORMALIZATION, LIVE_STUDENT_DEPTHS, Depths,
-                    MaskClassifier, Preprocessing, build_model, state_for_depths)
+from .model import (FACENET_NORMALIZATION, FULL_DEPTHS, FULL_WIDTHS, IDENTITY_NORMALIZATION, LIVE_STUDENT_DEPTHS,
+                    LIVE_STUDENT_SLIM_WIDTHS, Depths, MaskClassifier, Preprocessing, Widths, build_model,
+                    state_for_depths, state_for_widths)
 from .preprocess import load_rgb, to_input_array
 
 CHECKPOINT_FORMAT = "masklens-checkpoint/1"
@@ -52,6 +53,8 @@ class TrainConfig:
     image_size: int = 160
     depths: tuple[int, ...] = field(default=FULL_DEPTHS, metadata={
         "help": "residual blocks kept in repeat_1, repeat_2 and repeat_3 (training.model.Depths)"})
+    widths: tuple[int, ...] = field(default=FULL_WIDTHS, metadata={
+        "help": "channels kept inside the stem and the reductions (training.model.Widths)"})
     normalization: str = field(default="facenet", metadata={"help": "facenet or identity"})
     augment: str = field(default="standard", metadata={"help": "none, flip, standard, robust or webcam"})
     epochs: int = 3
@@ -120,6 +123,12 @@ PRESETS["live-student"] = dataclasses.replace(PRESETS["real-webcam"], out_dir="r
                                               depths=dataclasses.astuple(LIVE_STUDENT_DEPTHS), epochs=2,
                                               lr=5e-4, init_from="models/real-prior.pt", teacher="models/real-prior.pt",
                                               distill_on="all", masked_covered_share=0.8, bf16=True)
+# Its second step for the webcam mode: the same student with half the channels inside the stem and the
+# reductions (where the shallow trunk does most of its work), started from live-student's channels of
+# largest batch-norm scale and distilled from real-prior the same way.
+PRESETS["live-student-slim"] = dataclasses.replace(PRESETS["live-student"], out_dir="runs/live-student-slim",
+                                                   widths=dataclasses.astuple(LIVE_STUDENT_SLIM_WIDTHS),
+                                                   init_from="models/live-student.pt")
 
 
 # The real-webcam recipe once more, from real-soup (the mean of real and real-webcam, training.soup), with a
@@ -491,13 +500,19 @@ def depths_of(checkpoint: dict) -> Depths:
     return Depths(*checkpoint["config"].get("depths", FULL_DEPTHS))
 
 
+def widths_of(checkpoint: dict) -> Widths:
+    """The checkpoint's ``Widths`` (checkpoints from before widths were configurable are full width)."""
+    return Widths(*checkpoint["config"].get("widths", FULL_WIDTHS))
+
+
 def model_from_checkpoint(checkpoint: dict) -> MaskClassifier:
     """Rebuilds the model in fp32 eval mode from a checkpoint dict (fp16-stored weights are upcast)."""
     if tuple(checkpoint["classes"]) != CLASSES or tuple(checkpoint["reasons"]) != REASONS:
         raise ValueError(f"checkpoint classes {checkpoint['classes']} / reasons {checkpoint['reasons']} "
                          f"differ from this code's {CLASSES} / {REASONS}")
     model = build_model(Preprocessing.from_dict(checkpoint["preprocessing"]),
-                        dropout=checkpoint["config"]["dropout"], depths=depths_of(checkpoint))
+                        dropout=checkpoint["config"]["dropout"], depths=depths_of(checkpoint),
+                        widths=widths_of(checkpoint))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint["model"].items()})
     return model.eval()
 
@@ -571,11 +586,11 @@ def _train(config: TrainConfig, env: Distributed, on_step) -> Path:
     preprocessing = preprocessing_for(config)
     if config.distill_on not in DISTILL_ON:
         raise ValueError(f"distill_on must be one of {DISTILL_ON}, got {config.distill_on!r}")
-    depths = Depths(*config.depths)
-    model = build_model(preprocessing, dropout=config.dropout, depths=depths)
+    depths, widths = Depths(*config.depths), Widths(*config.widths)
+    model = build_model(preprocessing, dropout=config.dropout, depths=depths, widths=widths)
     if config.init_from:
         start = load_checkpoint_for(config.init_from, preprocessing)
-        state = state_for_depths(start["model"], depths)
+        state = state_for_widths(state_for_depths(start["model"], depths), widths)
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
         data_summary["init_from"] = {"file": str(config.init_from), "sha256": sha256_of(config.init_from)}
     model = model.to(device)
