@@ -69,7 +69,7 @@ def export_random_model(work: Path, student_depths: tuple[int, int, int] | None 
         shallow.load_state_dict(state_for_widths(state_for_depths(model.state_dict(), shallow.depths), shallow.widths))
         student = str(work / "student.pt")
         data = {"train": {"images": 0}, "teacher": {"file": str(checkpoint), "sha256": sha256_of(checkpoint)}}
-        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths, widths=tuple(dataclasses.astuple(shallow.widths))), data, [], 0, torch.float16), student)
+        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths, widths=dataclasses.astuple(shallow.widths)), data, [], 0, torch.float16), student)
     metrics = work / "metrics.json"
     metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
                                    "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
