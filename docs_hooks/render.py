@@ -1,8 +1,8 @@
 """MkDocs hook: fills the site's stub pages from ``docs/templates/*.md.j2`` and ships the results figures.
 
 A page whose front matter says ``rendered_from: NAME.md.j2`` is a stub: its body is replaced, in
-``on_page_markdown``, by ``docs/templates/NAME.md.j2`` rendered with ``training.report`` (the Jinja
-environment, filters and context ``masklens-report`` uses) from the results folder. Nothing is written
+``on_page_markdown``, by ``docs/templates/NAME.md.j2`` rendered with ``studies.report`` (the Jinja
+environment, filters and context ``masklens report`` uses) from the results folder. Nothing is written
 into ``docs/``, so no generated page can be committed by mistake.
 
 The results folder is ``extra.masklens.results_dir`` in mkdocs.yml (relative to mkdocs.yml), which
@@ -11,7 +11,7 @@ takes the environment variable ``MASKLENS_RESULTS`` when it is set. It must hold
 optional and the templates leave out what is missing.
 
 Templates link figures as ``../results/<preset>/figures/<name>.png``, relative to ``docs/`` as a page
-rendered by ``masklens-report`` would. Here every ``<results>/*/figures/*.png`` is added to the site as
+rendered by ``masklens report`` would. Here every ``<results>/*/figures/*.png`` is added to the site as
 ``results/<preset>/figures/<name>.png``, and ``<results>/figures/*.png`` (figures of no one preset) as
 ``results/figures/<name>.png``; those links are pointed at them, so MkDocs checks each one.
 """
@@ -27,7 +27,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 from mkdocs.utils.meta import get_data
 
-from training.report import load_context, render_template
+from studies.report import load_context, render_template
 
 log = logging.getLogger("mkdocs.hooks.masklens")
 
@@ -56,7 +56,7 @@ def on_pre_build(config) -> None:
     for template in sorted((Path(config.docs_dir) / "templates").glob("*" + TEMPLATE_SUFFIX)):
         try:
             _rendered[template.name] = render_template(template, context)
-        except Exception as error:  # noqa: BLE001 - any template error must name the template
+        except Exception as error:
             raise PluginError(f"masklens: cannot render {template.name} from {results}: {error!r}") from error
     log.info("masklens: rendered %d template(s) from %s", len(_rendered), results)
 
@@ -68,10 +68,16 @@ def on_files(files, config):
         name = get_data(file.content_string)[1].get(STUB_KEY)
         if name is not None:
             stubs.setdefault(name, []).append(file.src_uri)
-    problems = [f"{', '.join(pages)} want(s) {name!r}, which is not in docs/templates"
-                for name, pages in stubs.items() if name not in _rendered]
-    problems += [f"{name!r} is rendered by {len(pages)} pages: {', '.join(pages)}"
-                 for name, pages in stubs.items() if len(pages) > 1]
+    problems = [
+        f"{', '.join(pages)} want(s) {name!r}, which is not in docs/templates"
+        for name, pages in stubs.items()
+        if name not in _rendered
+    ]
+    problems += [
+        f"{name!r} is rendered by {len(pages)} pages: {', '.join(pages)}"
+        for name, pages in stubs.items()
+        if len(pages) > 1
+    ]
     problems += [f"no page has '{STUB_KEY}: {name}'" for name in _rendered if name not in stubs]
     if problems:
         raise PluginError("masklens: " + "; ".join(problems))

@@ -1,4 +1,4 @@
-"""Export command: ``masklens-export`` writes everything the browser and the predictor run.
+"""Export command: ``masklens export`` writes everything the browser and the predictor run.
 
 Into ``out_dir``: ``classifier.onnx`` (logits, reason logits and the Grad-CAM activations and channel
 weights of two target layers, see ``export.classifier``), ``classifier-live-int8.onnx`` (the webcam mode's
@@ -29,25 +29,33 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli import parse_config
-from training.data import index_split, sha256_of, write_json
-from training.preprocess import load_rgb, to_input_array
+from masklens.cli import parse_config
+from masklens.face_finder import SHIPPED_RULE
+from masklens.files import sha256_of, write_json
+from masklens.manifest import MANIFEST_NAME, manifest_format, validate
+from masklens.predict import Predictor, softmax
+from masklens.tracking import TrackingRule
+from training.data import index_split
 
-from .classifier import (LIVE_TARGET_LAYERS, WEIGHT_FORMATS, class_heatmaps, export_classifier,
-                         export_gpu_classifier, export_live_classifier)
+from .checks import (
+    KEEP_IMAGES,
+    TARGET_LAYERS,
+    check_same_outputs,
+    heatmaps,
+    run_split,
+    same_outputs,
+    split_inputs,
+)
+from .classifier import export_classifier, export_gpu_classifier, export_live_classifier
 from .face_detector import export_mtcnn
-from .mtcnn import SHIPPED_RULE
-from .predict import MANIFEST_NAME, Predictor, session_options, softmax
 from .quantize import STUDENT_BOUNDS, calibration_rows, compare_with_full, quantize_live_classifier
-from .tracking import LiveRule
+from .student import LIVE_CLASSIFIER_FILE, export_student, load_student
+from .weights import WEIGHT_FORMATS
 
-MANIFEST_FORMAT = "masklens-manifest/1"
 CLASSIFIER_FILE = "classifier.onnx"
-LIVE_CLASSIFIER_FILE = "classifier-live.onnx"
 LIVE_INT8_FILE = "classifier-live-int8.onnx"
 GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
-TARGET_LAYERS = ("block8", "repeat_2")
 
 
 @dataclass(frozen=True)
@@ -55,61 +63,43 @@ class ExportConfig:
     checkpoint: str = "models/default.pt"
     out_dir: str = "models/onnx"
     weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
-    framing: str = field(default="results/framing.json", metadata={"help": "written by python -m export.framing"})
-    metrics: str = field(default="results/default/metrics-holdout.json", metadata={"help": "masklens-eval output"})
+    framing: str = field(default="results/framing.json", metadata={"help": "written by masklens framing"})
+    metrics: str = field(default="results/default/metrics-holdout.json", metadata={"help": "masklens eval output"})
     data_root: str = "../shared/data/maskedface-net"
-    split: str = field(default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"})
-    calibration_split: str = field(default="train", metadata={"help": "split whose faces set the int8 live graph's ranges"})
+    split: str = field(
+        default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"}
+    )
+    calibration_split: str = field(
+        default="train", metadata={"help": "split whose faces set the int8 live graph's ranges"}
+    )
     calibration_per_class: int = 64
-    check_live_int8: bool = field(default=True, metadata={
-        "help": "refuse an int8 live graph beyond export.quantize.INT8_BOUNDS of the full graph (the tests turn "
-                "it off for untrained models, whose flat heatmaps magnify any rounding)"})
+    check_live_int8: bool = field(
+        default=True,
+        metadata={
+            "help": "refuse an int8 live graph beyond export.quantize.INT8_BOUNDS of the full graph (the tests turn "
+            "it off for untrained models, whose flat heatmaps magnify any rounding)"
+        },
+    )
     compression_report: str = "results/compression.json"
     max_side: int = field(default=1280, metadata={"help": "photos are scaled down to this longer side first"})
     max_pixels: int = field(default=100_000_000, metadata={"help": "larger photos are refused"})
-    keep: str = field(default="", metadata={
-        "help": "an earlier export's classifier.onnx of the same checkpoint, kept byte for byte when its outputs "
-                "equal this export's (within 1e-4 on the split's first 64 images): exports of one checkpoint "
-                "differ in the last float bits from CPU to CPU, and a re-export should not churn a 90 MB file"})
+    keep: str = field(
+        default="",
+        metadata={
+            "help": "an earlier export's classifier.onnx of the same checkpoint, kept byte for byte when its outputs "
+            "equal this export's (within 1e-4 on the split's first 64 images): exports of one checkpoint "
+            "differ in the last float bits from CPU to CPU, and a re-export should not churn a 90 MB file"
+        },
+    )
     threads: int = 0
-    live_checkpoint: str = field(default="", metadata={
-        "help": "a distilled student of the checkpoint (masklens-train --preset live-student) whose graphs the webcam "
-                "mode runs, checked against the full graph within export.quantize.STUDENT_BOUNDS; empty: the "
-                "checkpoint's own"})
-
-
-KEEP_TOLERANCE = 1e-4
-KEEP_IMAGES = 64
-
-
-def split_inputs(samples, preprocessing) -> np.ndarray:
-    """The split's images as the network's input batch [N, 3, S, S]."""
-    p = preprocessing
-    return np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
-
-
-def same_outputs(kept: Path, fresh: Path, inputs: np.ndarray, threads: int) -> bool:
-    """Whether two classifier graphs give the same outputs, within KEEP_TOLERANCE, on these network inputs."""
-    ours, theirs = run_split(fresh, inputs, threads), run_split(kept, inputs, threads)
-    return ours.keys() == theirs.keys() and all(
-        ours[name].shape == theirs[name].shape and float(np.abs(ours[name] - theirs[name]).max()) <= KEEP_TOLERANCE
-        for name in ours)
-
-
-def check_same_outputs(full: Path, others: list[Path], size: int, threads: int, images: int = 8) -> dict[str, float]:
-    """Per other graph (by file name), the largest difference between its outputs and the same outputs of
-    the full graph on random inputs (all compute one function of the image); SystemExit when over
-    KEEP_TOLERANCE."""
-    inputs = np.random.default_rng(0).uniform(-1, 1, (images, 3, size, size)).astype(np.float32)
-    theirs = run_split(full, inputs, threads)
-    differences = {}
-    for other in others:
-        ours = run_split(other, inputs, threads)
-        difference = max(float(np.abs(value - theirs[name]).max()) for name, value in ours.items())
-        if difference > KEEP_TOLERANCE:
-            raise SystemExit(f"{other} differs from {full} by {difference:.2g} (over {KEEP_TOLERANCE})")
-        differences[other.name] = difference
-    return differences
+    live_checkpoint: str = field(
+        default="",
+        metadata={
+            "help": "a distilled student of the checkpoint (masklens train --preset live-student) whose graphs "
+            "the webcam mode runs, checked against the full graph within export.quantize.STUDENT_BOUNDS; empty: the "
+            "checkpoint's own"
+        },
+    )
 
 
 def jet_colormap() -> list[str]:
@@ -117,26 +107,7 @@ def jet_colormap() -> list[str]:
     import cv2
 
     rgb = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1]
-    return ["#%02x%02x%02x" % tuple(int(v) for v in row) for row in rgb]
-
-
-def run_split(model_path: Path, inputs: np.ndarray, threads: int, batch: int = 32,
-              integer_arithmetic: bool = False) -> dict[str, np.ndarray]:
-    """Probabilities [N, 3] and, per target layer, upsampled heatmaps of the fp32-predicted class."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model_path), session_options(threads, integer_arithmetic),
-                                   providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    chunks: dict[str, list] = {name: [] for name in names}
-    for start in range(0, len(inputs), batch):
-        for name, value in zip(names, session.run(names, {"image": inputs[start:start + batch]})):
-            chunks[name].append(value)
-    return {name: np.concatenate(values) for name, values in chunks.items()}
-
-
-def heatmaps(outputs: dict[str, np.ndarray], classes: np.ndarray, size: int) -> dict[str, np.ndarray]:
-    return class_heatmaps(outputs, classes, size, TARGET_LAYERS)
+    return ["#" + "".join(f"{int(v):02x}" for v in row) for row in rgb]
 
 
 def compare_formats(model, config: ExportConfig, work: Path, inputs: np.ndarray, labels: np.ndarray) -> dict:
@@ -161,62 +132,78 @@ def compare_formats(model, config: ExportConfig, work: Path, inputs: np.ndarray,
             "accuracy": float((probabilities.argmax(1) == labels).mean()),
             "same_class_as_fp32": float((probabilities.argmax(1) == reference["classes"]).mean()),
             "max_probability_difference": float(np.abs(probabilities - reference["probabilities"]).max()),
-            "max_heatmap_difference": {layer: float(np.abs(maps[layer] - reference["maps"][layer]).max())
-                                       for layer in TARGET_LAYERS},
+            "max_heatmap_difference": {
+                layer: float(np.abs(maps[layer] - reference["maps"][layer]).max()) for layer in TARGET_LAYERS
+            },
         }
-        entry["within_bounds"] = bool(entry["same_class_as_fp32"] == 1.0
-                                      and entry["max_probability_difference"] <= BOUNDS["max_probability_difference"]
-                                      and max(entry["max_heatmap_difference"].values())
-                                      <= BOUNDS["max_heatmap_difference"])
+        entry["within_bounds"] = bool(
+            entry["same_class_as_fp32"] == 1.0
+            and entry["max_probability_difference"] <= BOUNDS["max_probability_difference"]
+            and max(entry["max_heatmap_difference"].values()) <= BOUNDS["max_heatmap_difference"]
+        )
         report["formats"][weights] = entry
     passing = [w for w in WEIGHT_FORMATS if report["formats"][w]["within_bounds"]]
     report["chosen"] = min(passing, key=lambda w: report["formats"][w]["bytes"])
     return report
 
 
-def load_student(config: ExportConfig, checkpoint: dict):
-    """(checkpoint, model) of ``live_checkpoint``, refused unless it was distilled from ``checkpoint`` (its
-    teacher's sha256), takes the same input and answers the same classes."""
-    from training.train import load_checkpoint, model_from_checkpoint
-
-    student = load_checkpoint(config.live_checkpoint)
-    teacher = student["data"].get("teacher", {}).get("sha256")
-    if teacher != sha256_of(config.checkpoint):
-        raise SystemExit(f"--live-checkpoint {config.live_checkpoint} was not distilled from {config.checkpoint} "
-                         f"(its teacher's sha256 is {teacher})")
-    for key in ("preprocessing", "classes", "reasons"):
-        if student[key] != checkpoint[key]:
-            raise SystemExit(f"--live-checkpoint {config.live_checkpoint}: its {key} {student[key]} differ from "
-                             f"{config.checkpoint}'s {checkpoint[key]}")
-    return student, model_from_checkpoint(student)
-
-
-def export_student(student, out_dir: Path, inputs: np.ndarray, threads: int):
-    """The student's live graph for the GPU (fp16 weights of its own, computing in fp32) and its fp32 outputs
-    on ``inputs``: -> (description, the manifest's ``live.gpu``, outputs)."""
-    with tempfile.TemporaryDirectory() as work:
-        fp32 = Path(work) / "student-fp32.onnx"
-        export_classifier(student, fp32, LIVE_TARGET_LAYERS, batch_size=None, weights="fp32")
-        description = export_classifier(student, out_dir / LIVE_CLASSIFIER_FILE, LIVE_TARGET_LAYERS,
-                                        batch_size=None, weights="fp16")
-        outputs = run_split(fp32, inputs, threads)
-    gpu_outputs = run_split(out_dir / LIVE_CLASSIFIER_FILE, inputs[:KEEP_IMAGES], threads)
-    difference = max(float(np.abs(value - outputs[name][:KEEP_IMAGES]).max()) for name, value in gpu_outputs.items())
-    gpu = {"file": LIVE_CLASSIFIER_FILE, "weights": "fp16", "max_difference_from_fp32": difference}
-    return description, gpu, outputs
-
-
 def build(config: ExportConfig) -> dict:
-    from training.train import depths_of, load_checkpoint, model_from_checkpoint, widths_of
+    """Exports every graph of ``config.checkpoint`` into ``out_dir``, checks them, and writes the manifest."""
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
 
     checkpoint = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(checkpoint)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # The split both checks run on: the weight formats against fp32, the int8 live graph against the full one.
+    # The split both checks run on: the weight formats against fp32, the int8 webcam graph against the full one.
     checked = index_split(config.data_root, config.split).samples
     inputs = split_inputs(checked, model.preprocessing)
     labels = np.array([s.label for s in checked])
+    report, chosen, description = export_photo_graph(model, config, out_dir, inputs, labels)
+    gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
+    webcam, gpu_difference = export_webcam_graphs(model, checkpoint, config, out_dir, inputs, labels)
+    if report:
+        student_summary = {key: value for key, value in webcam.get("student", {}).items() if key != "config"}
+        write_json(
+            config.compression_report,
+            {
+                **report,
+                "live_int8": {
+                    "quantization": webcam["quantization"],
+                    "against_full": webcam["against_full"],
+                    **({"student": student_summary} if student_summary else {}),
+                },
+            },
+        )
+    classifier = {
+        "file": CLASSIFIER_FILE,
+        "input": description["input"],
+        "outputs": description["outputs"],
+        "target_layers": list(TARGET_LAYERS),
+        "maps": description["maps"],
+        "preprocessing": description["preprocessing"],
+        "weights": chosen,
+        "opset": description["opset"],
+        "webcam": webcam,
+        "gpu": {
+            "file": GPU_CLASSIFIER_FILE,
+            "weights_file": gpu["weights_file"],
+            "max_difference_from_full": gpu_difference,
+        },
+    }
+    manifest = manifest_for(config, checkpoint, description, classifier, export_mtcnn(out_dir))
+    if config.weights == "auto":
+        manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    validate(json.loads(text))  # what every reader will see
+    (out_dir / MANIFEST_NAME).write_text(text)
+    Predictor(out_dir)  # refuses the export if any file does not match what the manifest says
+    return manifest
+
+
+def export_photo_graph(model, config: ExportConfig, out_dir: Path, inputs: np.ndarray, labels: np.ndarray):
+    """``classifier.onnx`` in the chosen weight format (the smallest within BOUNDS with ``--weights auto``),
+    or the ``keep`` file when its outputs are this export's: -> (formats report or None, format, description)."""
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         report = compare_formats(model, config, work, inputs, labels) if config.weights == "auto" else None
@@ -231,103 +218,148 @@ def build(config: ExportConfig) -> dict:
                 shutil.copy(kept, out_dir / CLASSIFIER_FILE)
         else:
             shutil.copy(work / CLASSIFIER_FILE, out_dir / CLASSIFIER_FILE)
-    gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
+    return report, chosen, description
+
+
+def export_webcam_graphs(
+    model, checkpoint: dict, config: ExportConfig, out_dir: Path, inputs: np.ndarray, labels: np.ndarray
+) -> tuple[dict, float]:
+    """The webcam mode's graphs (the full model's, or the distilled ``live_checkpoint``'s), the int8 one checked
+    against its fp32 graph and against the full graph: -> (the manifest's ``classifier.webcam``, the largest
+    difference between the WebGPU photo graph's outputs and the full graph's)."""
+    from training.checkpoint import depths_of, widths_of
+
     student_checkpoint, student = load_student(config, checkpoint) if config.live_checkpoint else (None, None)
     if student is None:
         live = export_live_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / LIVE_CLASSIFIER_FILE)
-        differences = check_same_outputs(out_dir / CLASSIFIER_FILE,
-                                         [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
-                                         model.preprocessing.size, config.threads)
-        live_gpu = {"file": LIVE_CLASSIFIER_FILE, "weights_file": live["weights_file"],
-                    "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE]}
+        differences = check_same_outputs(
+            out_dir / CLASSIFIER_FILE,
+            [out_dir / LIVE_CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE],
+            model.preprocessing.size,
+            config.threads,
+        )
+        live_gpu = {
+            "file": LIVE_CLASSIFIER_FILE,
+            "weights_file": live["weights_file"],
+            "max_difference_from_full": differences[LIVE_CLASSIFIER_FILE],
+        }
     else:
-        differences = check_same_outputs(out_dir / CLASSIFIER_FILE, [out_dir / GPU_CLASSIFIER_FILE],
-                                         model.preprocessing.size, config.threads)
+        differences = check_same_outputs(
+            out_dir / CLASSIFIER_FILE, [out_dir / GPU_CLASSIFIER_FILE], model.preprocessing.size, config.threads
+        )
         live, live_gpu, student_fp32 = export_student(student, out_dir, inputs, config.threads)
     live_model = model if student is None else student
     calibration = index_split(config.data_root, config.calibration_split).samples
-    calibration = [calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)]
-    quantization = quantize_live_classifier(live_model, out_dir / LIVE_INT8_FILE,
-                                            split_inputs(calibration, live_model.preprocessing))
+    calibration = [
+        calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)
+    ]
+    quantization = quantize_live_classifier(
+        live_model, out_dir / LIVE_INT8_FILE, split_inputs(calibration, live_model.preprocessing)
+    )
     quantization["calibration_split"] = config.calibration_split
     live_int8 = run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True)
     size = model.preprocessing.size
+    full = run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads)
     if student is None:
-        quantization_check = against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads),
-                                                              live_int8, labels, size)
+        quantization_check = against_full = compare_with_full(full, live_int8, labels, size)
     else:
         quantization_check = compare_with_full(student_fp32, live_int8, labels, size)
-        against_full = compare_with_full(run_split(out_dir / CLASSIFIER_FILE, inputs, config.threads), live_int8,
-                                         labels, size, STUDENT_BOUNDS)
+        against_full = compare_with_full(full, live_int8, labels, size, STUDENT_BOUNDS)
         quantization_check["split"] = config.split
     against_full["split"] = config.split
     if config.check_live_int8 and not quantization_check["within_bounds"]:
-        raise SystemExit(f"{LIVE_INT8_FILE} strays from its fp32 graph on {config.split} beyond "
-                         f"{quantization_check['bounds']}: {quantization_check}")
+        raise SystemExit(
+            f"{LIVE_INT8_FILE} strays from its fp32 graph on {config.split} beyond "
+            f"{quantization_check['bounds']}: {quantization_check}"
+        )
     if config.check_live_int8 and not against_full["within_bounds"]:
-        raise SystemExit(f"{LIVE_INT8_FILE} strays from {CLASSIFIER_FILE} on {config.split} beyond {against_full['bounds']}: "
-                         f"{against_full}")
-    live_section = {"file": LIVE_INT8_FILE, "quantization": quantization, "against_full": against_full,
-                    "outputs": live["outputs"], "target_layers": list(live["maps"]), "maps": live["maps"],
-                    "gpu": live_gpu}
+        raise SystemExit(
+            f"{LIVE_INT8_FILE} strays from {CLASSIFIER_FILE} on {config.split} beyond {against_full['bounds']}: "
+            f"{against_full}"
+        )
+    webcam = {
+        "file": LIVE_INT8_FILE,
+        "quantization": quantization,
+        "against_full": against_full,
+        "outputs": live["outputs"],
+        "target_layers": list(live["maps"]),
+        "maps": live["maps"],
+        "gpu": live_gpu,
+    }
     if student is not None:
-        live_section["student"] = {"file": Path(config.live_checkpoint).name, "sha256": sha256_of(config.live_checkpoint),
-                                   "depths": depths_of(student_checkpoint).to_dict(),
-                                   "widths": widths_of(student_checkpoint).to_dict(), "config": student_checkpoint["config"],
-                                   "against_own_fp32": quantization_check}
-    if report:
-        student_summary = {key: value for key, value in live_section.get("student", {}).items() if key != "config"}
-        write_json(config.compression_report, {**report, "live_int8": {
-            "quantization": quantization, "against_full": against_full,
-            **({"student": student_summary} if student_summary else {})}})
-    detector = export_mtcnn(out_dir)
+        webcam["student"] = {
+            "file": Path(config.live_checkpoint).name,
+            "sha256": sha256_of(config.live_checkpoint),
+            "depths": depths_of(student_checkpoint).to_dict(),
+            "widths": widths_of(student_checkpoint).to_dict(),
+            "config": student_checkpoint["config"],
+            "against_own_fp32": quantization_check,
+        }
+    return webcam, differences[GPU_CLASSIFIER_FILE]
+
+
+def manifest_for(config: ExportConfig, checkpoint: dict, description: dict, classifier: dict, detector: dict) -> dict:
+    """The manifest (masklens/manifest.schema.json) of the files now in ``out_dir``."""
+    out_dir = Path(config.out_dir)
     framing = json.loads(Path(config.framing).read_text())
     metrics = json.loads(Path(config.metrics).read_text())
-    files = [CLASSIFIER_FILE, LIVE_INT8_FILE, LIVE_CLASSIFIER_FILE, GPU_CLASSIFIER_FILE,
-             *(net["file"] for net in detector["nets"].values())]
+    files = [
+        CLASSIFIER_FILE,
+        LIVE_INT8_FILE,
+        LIVE_CLASSIFIER_FILE,
+        GPU_CLASSIFIER_FILE,
+        *(net["file"] for net in detector["nets"].values()),
+    ]
     checkpoint_sha = sha256_of(config.checkpoint)
-    manifest = {
-        "format": MANIFEST_FORMAT,
+    return {
+        "format": manifest_format(),
         "model_version": checkpoint_sha[:12],
-        "checkpoint": {"file": Path(config.checkpoint).name, "sha256": checkpoint_sha,
-                       "git_commit": checkpoint["git_commit"], "config": checkpoint["config"]},
+        "checkpoint": {
+            "file": Path(config.checkpoint).name,
+            "sha256": checkpoint_sha,
+            "git_commit": checkpoint["git_commit"],
+            "config": checkpoint["config"],
+        },
         "classes": description["classes"],
         "reasons": description["reasons"],
-        "classifier": {"file": CLASSIFIER_FILE, "input": description["input"], "outputs": description["outputs"],
-                       "target_layers": list(TARGET_LAYERS), "maps": description["maps"],
-                       "preprocessing": description["preprocessing"], "weights": chosen, "opset": description["opset"],
-                       "live": live_section,
-                       "gpu": {"file": GPU_CLASSIFIER_FILE, "weights_file": gpu["weights_file"],
-                               "max_difference_from_full": differences[GPU_CLASSIFIER_FILE]}},
-        "face_detector": {**detector, "min_face_size": SHIPPED_RULE.min_face_size,
-                          "thresholds": list(SHIPPED_RULE.thresholds), "factor": SHIPPED_RULE.factor,
-                          "padding": SHIPPED_RULE.padding, "fallback_threshold": SHIPPED_RULE.fallback_threshold,
-                          "retry_min_face_size": SHIPPED_RULE.retry_min_face_size},
-        "face_crop": {"framing": framing["all"]["framing"], "measured_on": framing["settings"],
-                      "padding": "edge pixels repeated", "resize": "bilinear"},
-        "live": dataclasses.asdict(LiveRule()),
+        "classifier": classifier,
+        "face_detector": {
+            **detector,
+            "min_face_size": SHIPPED_RULE.min_face_size,
+            "thresholds": list(SHIPPED_RULE.thresholds),
+            "factor": SHIPPED_RULE.factor,
+            "padding": SHIPPED_RULE.padding,
+            "fallback_threshold": SHIPPED_RULE.fallback_threshold,
+            "retry_min_face_size": SHIPPED_RULE.retry_min_face_size,
+        },
+        "face_crop": {
+            "framing": framing["all"]["framing"],
+            "measured_on": framing["settings"],
+            "padding": "edge pixels repeated",
+            "resize": "bilinear",
+        },
+        "tracking": dataclasses.asdict(TrackingRule()),
         "input_limits": {"max_side": config.max_side, "max_pixels": config.max_pixels},
         "drawing": {"colormap": jet_colormap(), "image_weight": 0.5},
-        "metrics": {"holdout": {"images": metrics["images"], "accuracy": metrics["accuracy"],
-                                "recall": {c: v["recall"] for c, v in metrics["per_class"].items()},
-                                "reason_accuracy": (metrics["reason_head"] or {}).get("accuracy")}},
-        "files": {name: {"bytes": (out_dir / name).stat().st_size, "sha256": sha256_of(out_dir / name)}
-                  for name in files},
+        "metrics": {
+            "holdout": {
+                "images": metrics["images"],
+                "accuracy": metrics["accuracy"],
+                "recall": {c: v["recall"] for c, v in metrics["per_class"].items()},
+                "reason_accuracy": (metrics["reason_head"] or {}).get("accuracy"),
+            }
+        },
+        "files": {
+            name: {"bytes": (out_dir / name).stat().st_size, "sha256": sha256_of(out_dir / name)} for name in files
+        },
     }
-    if config.weights == "auto":
-        manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
-    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    Predictor(out_dir)  # refuses the export if any file does not match what the manifest says
-    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(ExportConfig, argv, description=__doc__.splitlines()[0])
     manifest = build(config)
     write_json(Path(config.out_dir) / "export-config.json", dataclasses.asdict(config))
-    print(f"wrote {config.out_dir}: classifier weights {manifest['classifier']['weights']}, "
-          f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB in {len(manifest['files'])} files")
-
-
-if __name__ == "__main__":
-    main()
+    print(
+        f"wrote {config.out_dir}: classifier weights {manifest['classifier']['weights']}, "
+        f"{sum(f['bytes'] for f in manifest['files'].values()) / 1e6:.1f} MB in {len(manifest['files'])} files"
+    )

@@ -1,6 +1,6 @@
 """Exports facenet-pytorch's MTCNN face detector (P-Net, R-Net, O-Net) to three ONNX files.
 
-``python -m export.face_detector --out-dir build/models`` writes, all opset 17, float32, standard
+``masklens export-detector --out-dir build/detector`` (and ``masklens export``) writes, all opset 17, float32, standard
 ai.onnx ops only (Conv, PRelu, MaxPool, Softmax, Transpose, Reshape, Gemm), so they run on
 onnxruntime's CPU provider and on onnxruntime-web (wasm):
 
@@ -21,20 +21,22 @@ onnxruntime's CPU provider and on onnxruntime-web (wasm):
 
 Every input is an RGB image in planar (NCHW) layout, normalised as ``(pixel - 127.5) / 128``.
 The outputs are in the order of the torch modules' tuples and equal them within 1e-4 (tested); the
-cascade that uses them is ``export/mtcnn.py``. The weights come from the facenet-pytorch wheel
+cascade that uses them is ``masklens/mtcnn.py``. The weights come from the facenet-pytorch wheel
 (``facenet_pytorch/data/*.pt``), so nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
 import onnx
 import torch
 from facenet_pytorch import MTCNN
+
+from masklens.cli import parse_config
 
 OPSET = 17
 IMAGE_INPUT = "image"
@@ -43,20 +45,25 @@ EXAMPLE_DIMS = {"batch": 2, "height": 37, "width": 53}  # any sizes work; 1 woul
 # Input shape and output shapes (in the order torch's forward returns them) per net; strings are
 # dynamic dimensions. R-Net and O-Net take fixed crops because they end in dense layers.
 NETS = {
-    "pnet": (["batch", 3, "height", "width"],
-             {"box_offsets": ["batch", 4, "out_h", "out_w"],
-              "probabilities": ["batch", 2, "out_h", "out_w"]}),
-    "rnet": (["batch", 3, 24, 24],
-             {"box_offsets": ["batch", 4], "probabilities": ["batch", 2]}),
-    "onet": (["batch", 3, 48, 48],
-             {"box_offsets": ["batch", 4], "landmarks": ["batch", 10], "probabilities": ["batch", 2]}),
+    "pnet": (
+        ["batch", 3, "height", "width"],
+        {"box_offsets": ["batch", 4, "out_h", "out_w"], "probabilities": ["batch", 2, "out_h", "out_w"]},
+    ),
+    "rnet": (["batch", 3, 24, 24], {"box_offsets": ["batch", 4], "probabilities": ["batch", 2]}),
+    "onet": (
+        ["batch", 3, 48, 48],
+        {"box_offsets": ["batch", 4], "landmarks": ["batch", 10], "probabilities": ["batch", 2]},
+    ),
 }
 
 
 def _dynamic_shapes(input_shape: list) -> tuple[dict, ...]:
     # 12 x 12 is P-Net's receptive field: a smaller image has no output cell.
-    dims = {"batch": torch.export.Dim("batch"),
-            "height": torch.export.Dim("height", min=12), "width": torch.export.Dim("width", min=12)}
+    dims = {
+        "batch": torch.export.Dim("batch"),
+        "height": torch.export.Dim("height", min=12),
+        "width": torch.export.Dim("width", min=12),
+    }
     return ({axis: dims[dim] for axis, dim in enumerate(input_shape) if isinstance(dim, str)},)
 
 
@@ -65,8 +72,15 @@ def export_net(name: str, module: torch.nn.Module, path: Path) -> None:
     input_shape, outputs = NETS[name]
     example = torch.zeros([EXAMPLE_DIMS.get(dim, dim) for dim in input_shape])
     program = torch.onnx.export(
-        module.eval(), (example,), dynamo=True, opset_version=OPSET, input_names=[IMAGE_INPUT],
-        output_names=list(outputs), dynamic_shapes=_dynamic_shapes(input_shape), verbose=False)
+        module.eval(),
+        (example,),
+        dynamo=True,
+        opset_version=OPSET,
+        input_names=[IMAGE_INPUT],
+        output_names=list(outputs),
+        dynamic_shapes=_dynamic_shapes(input_shape),
+        verbose=False,
+    )
     program.save(str(path), external_data=False)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
@@ -100,18 +114,17 @@ def export_mtcnn(out_dir: str | Path) -> dict:
         "input_normalization": "(rgb - 127.5) * 0.0078125, RGB, NCHW",
         "face_probability": "probabilities[:, 1]",
         "pnet_output_size": "out_h = floor((height - 3) / 2) - 3, out_w likewise; "
-                            "cell (i, j) scores the 12 x 12 window at (x, y) = (2j, 2i)",
+        "cell (i, j) scores the 12 x 12 window at (x, y) = (2j, 2i)",
         "landmarks_layout": "x of 5 points, then y of 5 points, as fractions of the input box",
         "nets": nets,
     }
 
 
+@dataclass(frozen=True)
+class DetectorExportConfig:
+    out_dir: str = field(default="build/detector", metadata={"help": "folder for pnet.onnx, rnet.onnx and onet.onnx"})
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default="build/models", help="folder for the three .onnx files")
-    args = parser.parse_args(argv)
-    print(json.dumps(export_mtcnn(args.out_dir), indent=2, sort_keys=True))
-
-
-if __name__ == "__main__":
-    main()
+    config = parse_config(DetectorExportConfig, argv, description=__doc__.splitlines()[0])
+    print(json.dumps(export_mtcnn(config.out_dir), indent=2, sort_keys=True))

@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from masklens.gradcam import class_heatmaps
+from masklens.predict import softmax
 from training.model import MaskClassifier
 
-from .classifier import LIVE_TARGET_LAYERS, class_heatmaps, export_classifier
-from .predict import softmax
+from .classifier import LIVE_TARGET_LAYERS, export_classifier
 
 # Of 64 training faces per class, percentile ranges strayed less from the full graph on the holdout split
 # than min-max ranges (largest probability difference 0.023 against 0.057, measured with int8 weights).
@@ -35,8 +36,12 @@ CALIBRATION_PERCENTILE = 99.999
 # How far the int8 graph may stray from the full fp32 graph on the checked split: the class on all but
 # one image in 200, the class probabilities within 0.1; block8's heatmap of the full graph's class (scaled
 # to [0, 1] per image, so a flat map magnifies rounding) within 0.05 on 99% of the images and 0.25 on all.
-INT8_BOUNDS = {"min_same_class": 0.995, "max_probability_difference": 0.1, "p99_heatmap_difference": 0.05,
-               "max_heatmap_difference": 0.25}
+INT8_BOUNDS = {
+    "min_same_class": 0.995,
+    "max_probability_difference": 0.1,
+    "p99_heatmap_difference": 0.05,
+    "max_heatmap_difference": 0.25,
+}
 # How far a distilled student's int8 graph may stray from the full model it stands in for: the full model's
 # class on 99% of the checked split's images and at most half a point of its accuracy. Its probabilities and
 # heatmaps come from another network, so they are measured, not bounded; its own fp32 graph bounds its
@@ -57,7 +62,13 @@ def calibration_rows(labels: list[int], per_class: int) -> list[int]:
 def quantize_live_classifier(model: MaskClassifier, path: str | Path, calibration: np.ndarray) -> dict:
     """Writes the model's live graph quantized to int8 at ``path``; ``calibration`` [N, 3, S, S] are network
     inputs whose activation ranges set the uint8 scales. Returns how it was quantized."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
@@ -66,25 +77,43 @@ def quantize_live_classifier(model: MaskClassifier, path: str | Path, calibratio
 
         def get_next(self):
             row = next(self.rows, None)
-            return None if row is None else {"image": calibration[row:row + 1]}
+            return None if row is None else {"image": calibration[row : row + 1]}
 
     with tempfile.TemporaryDirectory() as work:
         fp32 = Path(work) / "live-fp32.onnx"
         export_classifier(model, fp32, LIVE_TARGET_LAYERS, batch_size=None, weights="fp32")
         prepared = Path(work) / "live-prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
-                        calibrate_method=CalibrationMethod.Percentile, op_types_to_quantize=["Conv", "Gemm", "MatMul"],
-                        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE})
+        quantize_static(
+            str(prepared),
+            str(path),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QUInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+        )
     onnx.checker.check_model(str(path), full_check=True)
-    return {"weights": "uint8 per output channel", "activations": "uint8", "format": "QDQ",
-            "operators": ["Conv", "Gemm", "MatMul"], "calibration": f"percentile {CALIBRATION_PERCENTILE}",
-            "calibration_images": len(calibration)}
+    return {
+        "weights": "uint8 per output channel",
+        "activations": "uint8",
+        "format": "QDQ",
+        "operators": ["Conv", "Gemm", "MatMul"],
+        "calibration": f"percentile {CALIBRATION_PERCENTILE}",
+        "calibration_images": len(calibration),
+    }
 
 
-def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[str, np.ndarray],
-                      labels: np.ndarray, size: int, bounds: dict = INT8_BOUNDS) -> dict:
+def compare_with_full(
+    full_outputs: dict[str, np.ndarray],
+    live_outputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    size: int,
+    bounds: dict = INT8_BOUNDS,
+) -> dict:
     """A live graph against a reference graph (the full fp32 one) on the same inputs (``run_split`` outputs
     of each): how often the class is the same, the largest probability difference, the heatmap differences
     (per image the largest pixel difference of the target layer's map of the reference's class, upsampled to
@@ -101,8 +130,9 @@ def compare_with_full(full_outputs: dict[str, np.ndarray], live_outputs: dict[st
         "p99_heatmap_difference": {},
         "max_heatmap_difference": {},
     }
-    full_maps, live_maps = (class_heatmaps(outputs, classes, size, LIVE_TARGET_LAYERS)
-                            for outputs in (full_outputs, live_outputs))
+    full_maps, live_maps = (
+        class_heatmaps(outputs, classes, size, LIVE_TARGET_LAYERS) for outputs in (full_outputs, live_outputs)
+    )
     for layer in LIVE_TARGET_LAYERS:
         per_image = np.abs(full_maps[layer] - live_maps[layer]).reshape(len(classes), -1).max(1)
         report["p99_heatmap_difference"][layer] = float(np.percentile(per_image, 99))

@@ -3,11 +3,15 @@
 
     .venv/bin/python scripts/build_site.py [--models models/onnx] [--out build/site] [--results DIR]
 
-Layout of the result: the MkDocs pages at the root; the app at ``app/`` (index.html, coi-sw.js, js/, css/), its
+Layout of the result: the MkDocs pages at the root; the app at ``app/`` (index.html, coi-sw.js, js/, css/, and
+masklens/manifest.schema.json as ``app/js/manifest.schema.json``: the schema site/js/manifest.js checks the manifest
+against, part of the code, so a models folder is always judged by the version this app reads), its
 models at ``app/models/`` (manifest.json and the files it lists, nothing else) and onnxruntime-web's
 wasm and WebGPU builds at ``app/ort/`` (the ES module entries and the wasm files their loaders fetch), all served
 from the same origin: the site loads nothing from anywhere else. ``--results`` is the results folder
-the write-up is rendered from (default: ``results``, or $MASKLENS_RESULTS).
+the write-up is rendered from (default: ``results``, or $MASKLENS_RESULTS). A manifest that does not follow
+the schema stops the build, naming the field (masklens.manifest.validate), rather than giving a site that
+refuses to load.
 """
 
 from __future__ import annotations
@@ -21,16 +25,29 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # masklens.manifest (standard library only, no torch) when run as a script
+
+from masklens.manifest import SCHEMA_PATH, ManifestError, validate  # noqa: E402
+
 SITE_SOURCE = REPO / "site"
 ORT_DIST = SITE_SOURCE / "node_modules" / "onnxruntime-web" / "dist"
 # The ESM entries of the wasm-only build and of the WebGPU build (for browsers with a GPU adapter, see
 # site/js/worker.js), and what their loaders import and fetch.
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
-             "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+ORT_FILES = (
+    "ort.wasm.min.mjs",
+    "ort-wasm-simd-threaded.mjs",
+    "ort-wasm-simd-threaded.wasm",
+    "ort.webgpu.min.mjs",
+    "ort-wasm-simd-threaded.asyncify.mjs",
+    "ort-wasm-simd-threaded.asyncify.wasm",
+)
 # coi-sw.js: the service worker that makes the app cross-origin isolated (threads), at the app's root so
 # that its scope is the app.
 APP_FILES = ("index.html", "coi-sw.js")
 APP_DIRS = ("js", "css")
+# Where the app's worker fetches the schema from (site/js/manifest.js's SCHEMA_URL), under app/.
+SCHEMA_TARGET = Path("js") / "manifest.schema.json"
 
 
 def build_docs(out: Path, results: Path | None) -> None:
@@ -38,19 +55,35 @@ def build_docs(out: Path, results: Path | None) -> None:
     if results is not None:
         env["MASKLENS_RESULTS"] = str(results.resolve())
     mkdocs = Path(sys.executable).with_name("mkdocs")
-    command = [str(mkdocs) if mkdocs.exists() else "mkdocs", "build", "--strict", "--config-file",
-               str(REPO / "mkdocs.yml"), "--site-dir", str(out.resolve())]
+    command = [
+        str(mkdocs) if mkdocs.exists() else "mkdocs",
+        "build",
+        "--strict",
+        "--config-file",
+        str(REPO / "mkdocs.yml"),
+        "--site-dir",
+        str(out.resolve()),
+    ]
     subprocess.run(command, cwd=REPO, env=env, check=True)
 
 
-def copy_models(models: Path, target: Path) -> dict:
+def read_manifest(models: Path) -> dict:
+    """The models folder's manifest, validated against the schema the app will check it with."""
     manifest_path = models / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        validate(manifest)
+    except (ValueError, ManifestError) as error:  # json.JSONDecodeError is a ValueError
+        raise SystemExit(f"{manifest_path} cannot go into the site: {error}") from None
+    return manifest
+
+
+def copy_models(models: Path, manifest: dict, target: Path) -> None:
+    manifest_path = models / "manifest.json"
     target.mkdir(parents=True)
     for name in manifest["files"]:
         shutil.copy2(models / name, target / name)
     shutil.copy2(manifest_path, target / "manifest.json")
-    return manifest
 
 
 def build(models: Path, out: Path, results: Path | None = None) -> Path:
@@ -58,8 +91,10 @@ def build(models: Path, out: Path, results: Path | None = None) -> Path:
     if missing:
         raise SystemExit(f"onnxruntime-web is missing {missing} in {ORT_DIST}: run `npm ci` in site/")
     if not (models / "manifest.json").is_file():
-        raise SystemExit(f"no models: {models / 'manifest.json'} is missing "
-                         "(export them with masklens-export, or pass --models)")
+        raise SystemExit(
+            f"no models: {models / 'manifest.json'} is missing (export them with masklens export, or pass --models)"
+        )
+    manifest = read_manifest(models)  # before the write-up's minutes of building
     build_docs(out, results)
     app = out / "app"
     if app.exists():
@@ -69,13 +104,16 @@ def build(models: Path, out: Path, results: Path | None = None) -> Path:
         shutil.copy2(SITE_SOURCE / name, app / name)
     for name in APP_DIRS:
         shutil.copytree(SITE_SOURCE / name, app / name)
-    manifest = copy_models(models, app / "models")
+    shutil.copy2(SCHEMA_PATH, app / SCHEMA_TARGET)
+    copy_models(models, manifest, app / "models")
     (app / "ort").mkdir()
     for name in ORT_FILES:
         shutil.copy2(ORT_DIST / name, app / "ort" / name)
     size = sum(f["bytes"] for f in manifest["files"].values())
-    print(f"built {out}: write-up, app/ with {len(manifest['files'])} models ({size / 1e6:.1f} MB), "
-          f"onnxruntime-web {len(ORT_FILES)} files")
+    print(
+        f"built {out}: write-up, app/ with {len(manifest['files'])} models ({size / 1e6:.1f} MB), "
+        f"onnxruntime-web {len(ORT_FILES)} files"
+    )
     return out
 
 

@@ -3,9 +3,9 @@
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
 # Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior] [runs/live-student]
 #                           [runs/live-student-slim]
-# A run folder without model.pt is skipped. The chain of the real models (README, "Real photos"): runs/real is
+# A run folder without model.pt is skipped. The chain of the real models (docs: the Experiments page): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
-# the weights of real and real-webcam (masklens-soup, made here if missing); runs/real-prior is fine-tuned
+# the weights of real and real-webcam (masklens soup, made here if missing); runs/real-prior is fine-tuned
 # from it. real-webcam and real-soup are evaluated, their weights not committed (models/real-soup.pt is
 # ignored by git). runs/real-from-default, if present, is the ablation. The site ships the last of
 # real-prior, real and default whose checkpoint is in models/; the other real models are evaluated end to
@@ -24,9 +24,9 @@ data=../shared/data
 bin=.venv/bin
 
 evaluate() {  # checkpoint, results folder
-  "$bin/masklens-eval" --checkpoint "$1" --split holdout --out-dir "$2"
-  "$bin/masklens-eval" --checkpoint "$1" --mask-folder "$data/real-photos/test" --name real-photos --out-dir "$2"
-  "$bin/masklens-eval" --checkpoint "$1" --folder "$data/real-video-frames" --name real-video-frames --out-dir "$2"
+  "$bin/masklens" eval --checkpoint "$1" --split holdout --out-dir "$2"
+  "$bin/masklens" eval --checkpoint "$1" --mask-folder "$data/real-photos/test" --name real-photos --out-dir "$2"
+  "$bin/masklens" eval --checkpoint "$1" --folder "$data/real-video-frames" --name real-video-frames --out-dir "$2"
 }
 take() {  # run folder, name: copies the run's model and logs, evaluates it
   mkdir -p models "results/$2"
@@ -45,7 +45,7 @@ assess() {  # run folder, name: the run's logs and evaluation, its weights left 
 if [ -f "$webcam_run/model.pt" ] && [ -f models/real.pt ]; then
   assess "$webcam_run" real-webcam
   # Kept when present: real-prior names its start by this file's sha256.
-  [ -f models/real-soup.pt ] || "$bin/masklens-soup" --checkpoints models/real.pt "$webcam_run/model.pt" \
+  [ -f models/real-soup.pt ] || "$bin/masklens" soup --checkpoints models/real.pt "$webcam_run/model.pt" \
     --out models/real-soup.pt
   mkdir -p results/real-soup
   evaluate models/real-soup.pt results/real-soup
@@ -54,13 +54,13 @@ fi
 [ -f "$student_run/model.pt" ] && take "$student_run" live-student
 [ -f "$slim_run/model.pt" ] && take "$slim_run" live-student-slim
 
-"$bin/python" -m export.face_detector --out-dir build/detector
-"$bin/python" -m export.framing --models build/detector --out results/framing.json
-"$bin/python" -m export.detection_study --models build/detector --out results/detection.json
+"$bin/masklens" export-detector --out-dir build/detector
+"$bin/masklens" framing --models build/detector --out results/framing.json
+"$bin/masklens" detection-study --models build/detector --out results/detection.json
 
 # Before: the MaskedFace-Net-only model through the same face finder, end to end.
-"$bin/masklens-export" --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
-"$bin/masklens-eval-real" --models build/onnx-default --out results/default/metrics-end-to-end.json
+"$bin/masklens" export --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
+"$bin/masklens" eval-real --models build/onnx-default --out results/default/metrics-end-to-end.json
 
 shipped=default
 for preset in real real-prior; do
@@ -71,8 +71,8 @@ for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:mo
              live-student:models/live-student.pt live-student-slim:models/live-student-slim.pt; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
-  "$bin/masklens-export" --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
-  "$bin/masklens-eval-real" --models "build/onnx-$preset" --out "results/$preset/metrics-end-to-end.json"
+  "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
+  "$bin/masklens" eval-real --models "build/onnx-$preset" --out "results/$preset/metrics-end-to-end.json"
 done
 keep=()  # the committed classifier.onnx stays byte for byte if this export reproduces it
 [ -f models/onnx/classifier.onnx ] && keep=(--keep models/onnx/classifier.onnx)
@@ -80,18 +80,18 @@ live=()  # the webcam mode runs the student distilled from the shipped model, wh
 for student in live-student live-student-slim; do  # the last present: the slim one narrows the first
   if [ "$shipped" = real-prior ] && [ -f "models/$student.pt" ]; then live=(--live-checkpoint "models/$student.pt"); fi
 done
-"$bin/masklens-export" --checkpoint "models/$shipped.pt" --out-dir models/onnx \
+"$bin/masklens" export --checkpoint "models/$shipped.pt" --out-dir models/onnx \
   --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}" "${live[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
-[ "$shipped" = default ] || "$bin/masklens-eval-real" --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
-"$bin/python" -m training.synth --faces build/faces/index.json --out results/figures/synthetic-masks.png
-"$bin/masklens-benchmark" --models models/onnx
+[ "$shipped" = default ] || "$bin/masklens" eval-real --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
+"$bin/masklens" synth --faces build/faces/index.json --out results/figures/synthetic-masks.png
+"$bin/masklens" benchmark --models models/onnx
 # Ablation: the real recipe started from the flips-only default (runs/real-from-default), evaluated alike.
 ablation=runs/real-from-default
 if [ -f "$ablation/model.pt" ]; then
-  "$bin/masklens-eval" --checkpoint "$ablation/model.pt" --split holdout --out-dir build/ablation --figures false
-  "$bin/masklens-export" --checkpoint "$ablation/model.pt" --out-dir build/onnx-ablation --weights fp32
-  "$bin/masklens-eval-real" --models build/onnx-ablation --out build/ablation/metrics-end-to-end.json
+  "$bin/masklens" eval --checkpoint "$ablation/model.pt" --split holdout --out-dir build/ablation --figures false
+  "$bin/masklens" export --checkpoint "$ablation/model.pt" --out-dir build/onnx-ablation --weights fp32
+  "$bin/masklens" eval-real --models build/onnx-ablation --out build/ablation/metrics-end-to-end.json
   mkdir -p results/ablations
   "$bin/python" - "$ablation" <<'PY'
 import json, sys
@@ -106,4 +106,4 @@ payload = {"what": "the real preset's recipe started from the flips-only default
 Path("results/ablations/real-from-default.json").write_text(json.dumps(payload, indent=2) + "\n")
 PY
 fi
-"$bin/masklens-gallery" --models models/onnx --metrics "results/$shipped/metrics-holdout.json" --out-dir "results/$shipped"
+"$bin/masklens" gallery --models models/onnx --metrics "results/$shipped/metrics-holdout.json" --out-dir "results/$shipped"

@@ -38,14 +38,15 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def exported_models(tmp_path_factory):
-    """One full export for the session, through masklens-export's build(): an int8 classifier on
+    """One full export for the session, through masklens export's build(): an int8 classifier on
     random weights, its int8 live graph calibrated and measured on a generated tree (not held to the
     export's bounds: an untrained model's heatmaps are flat), MTCNN and the manifest."""
     return export_random_model(tmp_path_factory.mktemp("export"))
 
 
-def export_random_model(work: Path, student_depths: tuple[int, int, int] | None = None,
-                        student_widths: tuple[int, ...] | None = None) -> Path:
+def export_random_model(
+    work: Path, student_depths: tuple[int, int, int] | None = None, student_widths: tuple[int, ...] | None = None
+) -> Path:
     """``exported_models``' export into ``work``/models; with ``student_depths``, the webcam mode's graphs
     come from a student of those depths (and ``student_widths``) that starts from the model's first blocks
     and channels of largest scale (``live_checkpoint``)."""
@@ -54,10 +55,19 @@ def export_random_model(work: Path, student_depths: tuple[int, int, int] | None 
     import torch
 
     from export.build import ExportConfig, build
-    from training.data import CLASSES, sha256_of
-    from training.model import (FACENET_NORMALIZATION, Depths, Preprocessing, Widths, build_model, state_for_depths,
-                                state_for_widths)
-    from training.train import TrainConfig, checkpoint_payload
+    from masklens.files import sha256_of
+    from masklens.labels import CLASSES
+    from training.checkpoint import checkpoint_payload
+    from training.config import TrainConfig
+    from training.model import (
+        FACENET_NORMALIZATION,
+        Depths,
+        Preprocessing,
+        Widths,
+        build_model,
+        state_for_depths,
+        state_for_widths,
+    )
 
     torch.manual_seed(0)
     model = build_model(Preprocessing(160, **FACENET_NORMALIZATION)).eval()
@@ -65,27 +75,58 @@ def export_random_model(work: Path, student_depths: tuple[int, int, int] | None 
     torch.save(checkpoint_payload(model, TrainConfig(), {"train": {"images": 0}}, [], 0, torch.float16), checkpoint)
     student = ""
     if student_depths is not None:
-        shallow = build_model(model.preprocessing, depths=Depths(*student_depths), widths=Widths(*(student_widths or ()))).eval()
+        shallow = build_model(
+            model.preprocessing, depths=Depths(*student_depths), widths=Widths(*(student_widths or ()))
+        ).eval()
         shallow.load_state_dict(state_for_widths(state_for_depths(model.state_dict(), shallow.depths), shallow.widths))
         student = str(work / "student.pt")
         data = {"train": {"images": 0}, "teacher": {"file": str(checkpoint), "sha256": sha256_of(checkpoint)}}
-        torch.save(checkpoint_payload(shallow, TrainConfig(depths=student_depths, widths=dataclasses.astuple(shallow.widths)), data, [], 0, torch.float16), student)
+        torch.save(
+            checkpoint_payload(
+                shallow,
+                TrainConfig(depths=student_depths, widths=dataclasses.astuple(shallow.widths)),
+                data,
+                [],
+                0,
+                torch.float16,
+            ),
+            student,
+        )
     metrics = work / "metrics.json"
-    metrics.write_text(json.dumps({"images": 3, "accuracy": 1 / 3, "reason_head": None,
-                                   "per_class": {c: {"recall": 1.0} for c in CLASSES}}))
+    metrics.write_text(
+        json.dumps(
+            {"images": 3, "accuracy": 1 / 3, "reason_head": None, "per_class": {c: {"recall": 1.0} for c in CLASSES}}
+        )
+    )
     out = work / "models"
-    build(ExportConfig(checkpoint=str(checkpoint), out_dir=str(out), weights="int8", data_root=str(make_tree(work / "data")),
-                       check_live_int8=False, framing=str(REPO / "results" / "framing.json"), metrics=str(metrics),
-                       threads=1, live_checkpoint=student))
+    build(
+        ExportConfig(
+            checkpoint=str(checkpoint),
+            out_dir=str(out),
+            weights="int8",
+            data_root=str(make_tree(work / "data")),
+            check_live_int8=False,
+            framing=str(REPO / "results" / "framing.json"),
+            metrics=str(metrics),
+            threads=1,
+            live_checkpoint=student,
+        )
+    )
     return out
 
 
 def make_real_tree(root: Path) -> Path:
     """Tiny generated stand-ins for the real sets under one root, laid out as ../shared/data."""
-    for folder, look in (("real-photos/test/with_mask", "covered"), ("real-photos/test/without_mask", "uncovered"),
-                         ("real-masks/test/cloth", "covered"), ("real-masks/test/n95", "incorrect"),
-                         ("real-video-frames/covered", "covered"), ("real-video-frames/incorrect", "incorrect"),
-                         ("real-video-frames/uncovered", "uncovered"), ("mask-templates/textures/check", "covered")):
+    for folder, look in (
+        ("real-photos/test/with_mask", "covered"),
+        ("real-photos/test/without_mask", "uncovered"),
+        ("real-masks/test/cloth", "covered"),
+        ("real-masks/test/n95", "incorrect"),
+        ("real-video-frames/covered", "covered"),
+        ("real-video-frames/incorrect", "incorrect"),
+        ("real-video-frames/uncovered", "uncovered"),
+        ("mask-templates/textures/check", "covered"),
+    ):
         for i in range(2):
             make_image(root / folder / f"{i}.jpg", look, 100 + i, size=64)
     return root
@@ -98,11 +139,12 @@ def results(tmp_path_factory, exported_models) -> Path:
     generated real-set stand-ins, the face finder study), plus results/framing.json."""
     import shutil
 
-    from export.detection_study import RULES, study
-    from export.real_eval import RealEvalConfig, evaluate_real
-    from training.data import write_json
+    from masklens.files import write_json
+    from studies.detection_study import RULES, study
+    from studies.real_eval import RealEvalConfig, evaluate_real
+    from training.config import TrainConfig
     from training.evaluate import EvalConfig, evaluate
-    from training.train import TrainConfig, train
+    from training.train import train
 
     root = tmp_path_factory.mktemp("docs-results")
     data = make_tree(root / "data", per_class=3)
@@ -110,15 +152,30 @@ def results(tmp_path_factory, exported_models) -> Path:
         for i in range(3):
             make_image(root / "photos" / label / f"{i}.jpg", look, 100 + i)
     real = make_real_tree(root / "real")
-    model = train(TrainConfig(data_root=str(data), out_dir=str(root / "run"), epochs=1, image_size=80, batch_size=9,
-                              num_workers=0, validate=False, channels_last=False))
+    model = train(
+        TrainConfig(
+            data_root=str(data),
+            out_dir=str(root / "run"),
+            epochs=1,
+            image_size=80,
+            batch_size=9,
+            num_workers=0,
+            validate=False,
+            channels_last=False,
+        )
+    )
     out = root / "results"
     evaluate(EvalConfig(checkpoint=str(model), data_root=str(data), split="holdout", out_dir=str(out / "default")))
-    evaluate(EvalConfig(checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos",
-                        out_dir=str(out / "default")))
+    evaluate(
+        EvalConfig(
+            checkpoint=str(model), mask_folder=str(root / "photos"), name="real-photos", out_dir=str(out / "default")
+        )
+    )
     shutil.copy(root / "run" / "history.json", out / "default" / "history.json")
-    write_json(out / "default" / "metrics-end-to-end.json",
-               evaluate_real(RealEvalConfig(models=str(exported_models), data=str(real), per_class=2, threads=1)))
+    write_json(
+        out / "default" / "metrics-end-to-end.json",
+        evaluate_real(RealEvalConfig(models=str(exported_models), data=str(real), per_class=2, threads=1)),
+    )
     write_json(out / "detection.json", study(real, exported_models, {k: RULES[k] for k in list(RULES)[:2]}, threads=1))
     shutil.copy(REPO / "results" / "framing.json", out / "framing.json")
     return out
@@ -134,7 +191,7 @@ def make_image(path: Path, class_name: str, seed: int, size: int = 48) -> None:
     pixels = rng.integers(0, 40, size=(size, size, 3)).astype(np.int16)
     colour = np.array(_CLASS_COLOURS[class_name], dtype=np.int16)
     if class_name == "covered":
-        pixels[size // 2:] += colour
+        pixels[size // 2 :] += colour
     elif class_name == "incorrect":
         pixels[: size // 3] += colour
     else:

@@ -12,10 +12,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-from export.predict import Predictor
-from export.video import LivePredictor
-from export.y4m import compose, write_y4m
-from training.preprocess import load_rgb
+from masklens.predict import Predictor
+from masklens.preprocess import load_rgb
+from masklens.video import LivePredictor
+from masklens.y4m import compose, write_y4m
 
 SIZE = (640, 480)
 FPS = 5
@@ -37,8 +37,10 @@ def _confident_faces(predictor: Predictor, holdout: Path, min_probability: float
         for path in sorted((holdout / name).iterdir())[:40]:
             face = np.asarray(load_rgb(path).resize((256, 256)))
             found = predictor.predict_photo(compose(SIZE, [(face, x, y) for x, y in PLACES]))
-            if len(found) == len(PLACES) and all(predictor.classes[int(f.probabilities.argmax())] == name
-                                                 and f.probabilities.max() >= min_probability for f in found):
+            if len(found) == len(PLACES) and all(
+                predictor.classes[int(f.probabilities.argmax())] == name and f.probabilities.max() >= min_probability
+                for f in found
+            ):
                 candidates[name].append(face)
             if len(candidates[name]) == 5:
                 break
@@ -48,12 +50,14 @@ def _confident_faces(predictor: Predictor, holdout: Path, min_probability: float
 
 
 def segment_frames(faces: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return [compose(SIZE, [(faces[SCHEDULE[p][segment]], x, y) for p, (x, y) in enumerate(PLACES)])
-            for segment in range(len(SCHEDULE[0]))]
+    return [
+        compose(SIZE, [(faces[SCHEDULE[p][segment]], x, y) for p, (x, y) in enumerate(PLACES)])
+        for segment in range(len(SCHEDULE[0]))
+    ]
 
 
 def decoded_segments(path: Path) -> list[np.ndarray]:
-    """The first frame of each segment as FFmpeg decodes the y4m (what masklens-video sees)."""
+    """The first frame of each segment as FFmpeg decodes the y4m (what masklens video sees)."""
     with av.open(str(path)) as container:
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     return frames[::SEGMENT_FRAMES]

@@ -5,13 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from export.build import TARGET_LAYERS, heatmaps, run_split
+from export.checks import TARGET_LAYERS, heatmaps, run_split
 from export.classifier import export_classifier
-from export.predict import Predictor, softmax
-from training.data import CLASSES, REASONS, index_split, sha256_of
+from masklens.files import sha256_of
+from masklens.labels import CLASSES, REASONS
+from masklens.predict import Predictor, softmax
+from masklens.preprocess import load_rgb, to_input_array
+from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.data import index_split
 from training.evaluate import EvalConfig, evaluate
-from training.preprocess import load_rgb, to_input_array
-from training.train import load_checkpoint, model_from_checkpoint
 
 from .conftest import REPO, shared_data_or_skip
 
@@ -31,7 +33,7 @@ def test_shipped_models_match_their_manifest():
     holdout = json.loads((RESULTS / "metrics-holdout.json").read_text())
     assert manifest["metrics"]["holdout"]["accuracy"] == holdout["accuracy"]
     assert holdout["checkpoint"]["sha256"] == sha256_of(CHECKPOINT)
-    live = manifest["classifier"]["live"]
+    live = manifest["classifier"]["webcam"]
     assert live["against_full"]["within_bounds"] and live["against_full"]["images"] == holdout["images"]
     # The webcam mode's graphs are a student distilled from the shipped checkpoint, committed beside it.
     student = live["student"]
@@ -39,8 +41,11 @@ def test_shipped_models_match_their_manifest():
     assert load_checkpoint(REPO / "models" / student["file"])["data"]["teacher"]["sha256"] == sha256_of(CHECKPOINT)
     assert student["against_own_fp32"]["within_bounds"] and student["against_own_fp32"]["images"] == holdout["images"]
     compression = json.loads((REPO / "results" / "compression.json").read_text())
-    assert compression["live_int8"] == {"quantization": live["quantization"], "against_full": live["against_full"],
-                                        "student": {key: value for key, value in student.items() if key != "config"}}
+    assert compression["live_int8"] == {
+        "quantization": live["quantization"],
+        "against_full": live["against_full"],
+        "student": {key: value for key, value in student.items() if key != "config"},
+    }
 
 
 @pytest.mark.slow
@@ -49,8 +54,11 @@ def test_evaluation_reproduces_the_committed_holdout_metrics(tmp_path, preset):
     shared_data_or_skip("maskedface-net", "holdout")
     results = REPO / "results" / preset
     committed = json.loads((results / "metrics-holdout.json").read_text())
-    config = EvalConfig(**{**committed["evaluation"], "checkpoint": str(REPO / "models" / f"{preset}.pt")},
-                        out_dir=str(tmp_path), figures=False)
+    config = EvalConfig(
+        **{**committed["evaluation"], "checkpoint": str(REPO / "models" / f"{preset}.pt")},
+        out_dir=str(tmp_path),
+        figures=False,
+    )
     evaluate(config)
     # Byte for byte on the machine that wrote them (tests/test_train.py evaluates twice); on another CPU,
     # oneDNN may pick other kernels (AVX2 vs AVX-512/AMX), which moves the last printed digit of a float.
@@ -76,7 +84,7 @@ def assert_same_json(actual, expected, atol: float, where: str = "") -> None:
 
 @pytest.mark.slow
 def test_shipped_classifier_stays_within_bounds_of_fp32(tmp_path):
-    """A sample of the holdout split here; results/compression.json has the whole split, from masklens-export."""
+    """A sample of the holdout split here; results/compression.json has the whole split, from masklens export."""
     samples = index_split(shared_data_or_skip("maskedface-net"), "holdout").samples[::12]
     model = model_from_checkpoint(load_checkpoint(CHECKPOINT))
     p = model.preprocessing
@@ -93,12 +101,17 @@ def test_shipped_classifier_stays_within_bounds_of_fp32(tmp_path):
 
 
 def test_results_page_shows_the_committed_numbers(tmp_path):
-    from training.report import ReportConfig, render
+    from studies.report import ReportConfig, render
 
     holdout = json.loads((RESULTS / "metrics-holdout.json").read_text())
     real = json.loads((RESULTS / "metrics-real-photos.json").read_text())
-    text = render(ReportConfig(results_dir=str(REPO / "results"), template=str(REPO / "docs/templates/results.md.j2"),
-                               out=str(tmp_path / "results.md")))
+    text = render(
+        ReportConfig(
+            results_dir=str(REPO / "results"),
+            template=str(REPO / "docs/templates/results.md.j2"),
+            out=str(tmp_path / "results.md"),
+        )
+    )
     row = next(line for line in text.splitlines() if line.startswith(f"| `{SHIPPED}` | 160 px"))
     assert f"| {100 * holdout['accuracy']:.2f}% |" in row
     assert f"| {100 * holdout['reason_head']['accuracy']:.2f}% |" in row

@@ -2,7 +2,7 @@
 
 The site is built with scripts/build_site.py from the session's random-weights export and tiny
 results (test_docs' ``results``), served from a local port, and used as a person would: photos are
-uploaded through the file input. The app's answers are compared with export/predict.py's Predictor on
+uploaded through the file input. The app's answers are compared with masklens/predict.py's Predictor on
 the same pixels (PNG copies of real photos, decoded by Pillow as the predictor decodes them, so both
 sides start from identical pixels), and every request the pages make is recorded.
 
@@ -13,6 +13,7 @@ that fails.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -20,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.chromium import CHROMIUM, CHROMIUM_ARGS, serving
-from export.predict import Predictor, open_photo
+from masklens.predict import Predictor, open_photo
+from studies.chromium import CHROMIUM, CHROMIUM_ARGS, serving
 
 from .conftest import REPO, assert_same_faces, shared_data_or_skip
 
@@ -103,8 +104,10 @@ def photos(exported_models, tmp_path_factory) -> dict[str, Path]:
     huge.save(out["huge"], quality=80)
     # Several faces side by side (photos where MTCNN finds exactly one face each), under max_side.
     height, gap = 240, 24
-    faces = [Image.open(shared_data_or_skip("real-photos", "test", "without_mask", name)).convert("RGB")
-             for name in SEVERAL_FACES]
+    faces = [
+        Image.open(shared_data_or_skip("real-photos", "test", "without_mask", name)).convert("RGB")
+        for name in SEVERAL_FACES
+    ]
     faces = [im.resize((round(im.width * height / im.height), height), Image.Resampling.BILINEAR) for im in faces]
     group = Image.new("RGB", (sum(im.width for im in faces) + gap * (len(faces) + 1), height + 2 * gap), (255,) * 3)
     x = gap
@@ -131,19 +134,24 @@ class App:
         self.page.on("requestfailed", lambda request: self.failed.append(request.url))
         self.page.on("response", lambda response: response.status >= 400 and self.failed.append(response.url))
 
-    def open(self) -> "App":
+    def open(self) -> App:
         self.page.goto(f"{self.base}/app/")
         # Selectors, not wait_for_function: the page's CSP forbids the eval that one needs.
-        self.page.wait_for_selector("body[data-state=ready], body[data-state=error]", state="attached",
-                                    timeout=TIMEOUT_MS)
+        self.page.wait_for_selector(
+            "body[data-state=ready], body[data-state=error]", state="attached", timeout=TIMEOUT_MS
+        )
         assert self.page.get_attribute("body", "data-state") == "ready", self.page.inner_text("#error")
         return self
 
     def runtime(self) -> dict:
         """What runs the models, as the page reports it, and whether the page is cross-origin isolated."""
         body = self.page.locator("body")
-        return {"backend": body.get_attribute("data-backend"), "threads": int(body.get_attribute("data-threads")),
-                "isolated": self.page.evaluate("crossOriginIsolated"), "footer": self.page.inner_text("#runtime-info")}
+        return {
+            "backend": body.get_attribute("data-backend"),
+            "threads": int(body.get_attribute("data-threads")),
+            "isolated": self.page.evaluate("crossOriginIsolated"),
+            "footer": self.page.inner_text("#runtime-info"),
+        }
 
     def checks(self) -> int:
         return int(self.page.get_attribute("body", "data-checks") or 0)
@@ -246,6 +254,45 @@ def test_a_model_that_differs_from_the_manifest_is_refused(browser, server):
         context.close()
 
 
+def test_a_manifest_of_another_format_is_refused_naming_the_field(browser, server, site):
+    manifest = json.loads((site / "app" / "models" / "manifest.json").read_text())
+    manifest["format"] = "masklens-manifest/1"
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        models = []
+        page.on("request", lambda request: request.url.endswith(".onnx") and models.append(request.url))
+        page.route(
+            "**/models/manifest.json",
+            lambda route: route.fulfill(
+                status=200, body=json.dumps(manifest), headers={"content-type": "application/json"}
+            ),
+        )
+        page.goto(f"{server}/app/")
+        page.wait_for_selector("body[data-state=ready], body[data-state=error]", state="attached", timeout=TIMEOUT_MS)
+        assert page.get_attribute("body", "data-state") == "error"
+        assert page.inner_text("#error") == (
+            'The model description manifest.json cannot be used: field `format` is "masklens-manifest/1": '
+            'this MaskLens reads "masklens-manifest/2" only (re-export the model with masklens export).'
+        )
+        assert page.inner_text("#status") == "The checker could not start."
+        assert not models  # refused before any model is downloaded
+    finally:
+        context.close()
+
+
+def test_the_site_build_refuses_a_manifest_of_another_format(exported_models, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(exported_models, models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["format"] = "masklens-manifest/1"
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match='field `format` is "masklens-manifest/1"'):
+        build_site(models, tmp_path / "site")
+
+
 def test_no_page_requests_anything_from_another_origin(browser, server, site):
     context = browser.new_context()
     try:
@@ -285,7 +332,8 @@ def test_the_service_worker_isolates_the_page_for_threads_with_the_same_answers(
                 assert runtime["isolated"] is False and runtime["threads"] == 1
             assert runtime["backend"] == "wasm"
             assert runtime["footer"] == f"Runs on this device: wasm, {runtime['threads']} thread" + (
-                "s." if runtime["threads"] > 1 else ".")
+                "s." if runtime["threads"] > 1 else "."
+            )
             last = app.upload(photos["without_mask"])
             assert last["state"] == "result"
             assert_same_faces(last["faces"], faces, predictor)

@@ -1,16 +1,19 @@
 import pytest
 
-from training.data import (CLASSES, NO_REASON, REASONS, DatasetLayoutError, index_folder, index_split,
-                           reason_from_name)
+from masklens.labels import CLASSES, NO_REASON, REASONS, reason_from_name
+from training.data import DatasetLayoutError, index_folder, index_split
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("00012_Mask_Mouth_Chin.jpg", "nose"),
-    ("00012_Mask_Nose_Mouth.jpg", "chin"),
-    ("00012_Mask_Chin.jpg", "nose_and_mouth"),
-    ("00012_Mask.jpg", None),
-    ("00012.png", None),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("00012_Mask_Mouth_Chin.jpg", "nose"),
+        ("00012_Mask_Nose_Mouth.jpg", "chin"),
+        ("00012_Mask_Chin.jpg", "nose_and_mouth"),
+        ("00012_Mask.jpg", None),
+        ("00012.png", None),
+    ],
+)
 def test_reason_from_name(name, reason):
     assert reason_from_name(name) == reason
 
@@ -33,12 +36,13 @@ def test_unreadable_files_are_counted_not_fatal(tiny_tree):
     index = index_split(tiny_tree, "train")
     assert sorted(p.name for p in index.unreadable) == ["empty_Mask.jpg", "renamed_pdf_Mask.jpg", "truncated_Mask.jpg"]
     assert index.class_counts()["covered"] == 4
-    assert index.summary()["unreadable"] == sorted(f"train/covered/{n}" for n in
-                                                   ("empty_Mask.jpg", "renamed_pdf_Mask.jpg", "truncated_Mask.jpg"))
+    assert index.summary()["unreadable"] == sorted(
+        f"train/covered/{n}" for n in ("empty_Mask.jpg", "renamed_pdf_Mask.jpg", "truncated_Mask.jpg")
+    )
 
 
 def test_missing_split_is_named(tiny_tree):
-    with pytest.raises(DatasetLayoutError, match="missing split folder: .*nowhere"):
+    with pytest.raises(DatasetLayoutError, match=r"missing split folder: .*nowhere"):
         index_split(tiny_tree, "nowhere")
 
 

@@ -12,13 +12,18 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from export.classifier import (_convolution_backward, _max_pool2d_backward_by_matching,
-                               _max_pool2d_with_indices_backward, _threshold_backward,
-                               compress_weights, export_classifier, gradcam_from_outputs, output_names,
-                               upsample_cam)
-from training.data import CLASSES
+from export.backward import (
+    _convolution_backward,
+    _max_pool2d_backward_by_matching,
+    _max_pool2d_with_indices_backward,
+    _threshold_backward,
+)
+from export.classifier import export_classifier, output_names
+from export.weights import compress_weights
+from masklens.gradcam import gradcam_from_outputs, upsample_cam
+from masklens.labels import CLASSES
+from masklens.preprocess import load_rgb, to_input_array
 from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
-from training.preprocess import load_rgb, to_input_array
 
 from .conftest import shared_data_or_skip
 
@@ -68,15 +73,21 @@ def random_images(count: int, seed: int = 0) -> np.ndarray:
 def torch_reference(model, images: np.ndarray) -> dict[str, np.ndarray]:
     """The same outputs from the original (unfolded) torch model, gradients from autograd."""
     activations = {}
-    handles = [getattr(model.backbone, layer).register_forward_hook(
-        lambda module, inputs, output, layer=layer: activations.__setitem__(layer, output)) for layer in LAYERS]
+    handles = [
+        getattr(model.backbone, layer).register_forward_hook(
+            lambda module, inputs, output, layer=layer: activations.__setitem__(layer, output)
+        )
+        for layer in LAYERS
+    ]
     try:
         logits, reason_logits = model(torch.from_numpy(images))
     finally:
         for handle in handles:
             handle.remove()
-    gradients = [torch.autograd.grad(logits[:, k].sum(), [activations[layer] for layer in LAYERS], retain_graph=True)
-                 for k in range(len(CLASSES))]
+    gradients = [
+        torch.autograd.grad(logits[:, k].sum(), [activations[layer] for layer in LAYERS], retain_graph=True)
+        for k in range(len(CLASSES))
+    ]
     outputs = {"logits": logits, "reason_logits": reason_logits}
     for i, layer in enumerate(LAYERS):
         outputs[f"{layer}_activations"] = activations[layer]
@@ -113,8 +124,13 @@ def test_backward_rewrites_match_aten():
     convolution that skipped a row (output_padding) and max-pool windows with tied maxima, with and
     without the pool's indices."""
     torch.manual_seed(0)
-    for kernel, stride, padding, size in [((3, 3), 2, (0, 0), 8), ((3, 3), 2, (0, 0), 9), ((1, 7), 1, (0, 3), 8),
-                                          ((3, 1), 1, (1, 0), 5), ((3, 3), 1, (1, 1), 6)]:
+    for kernel, stride, padding, size in [
+        ((3, 3), 2, (0, 0), 8),
+        ((3, 3), 2, (0, 0), 9),
+        ((1, 7), 1, (0, 3), 8),
+        ((3, 1), 1, (1, 0), 5),
+        ((3, 3), 1, (1, 1), 6),
+    ]:
         x, weight = torch.randn(2, 4, size, size), torch.randn(5, 4, *kernel)
         conv = ([stride] * 2, list(padding), [1, 1], False, [0, 0], 1)
         grad = torch.randn_like(aten.convolution(x, weight, None, *conv))
@@ -146,9 +162,12 @@ def test_graph_is_valid_standard_onnx(exported):
 
     assert description["input"] == {"name": "image", "shape": ["batch", 3, SIZE, SIZE]}
     assert description["outputs"] == {
-        "logits": ["batch", 3], "reason_logits": ["batch", 3],
-        "block8_activations": ["batch", 1792, 3, 3], "block8_weights": ["batch", 3, 1792],
-        "repeat_2_activations": ["batch", 896, 8, 8], "repeat_2_weights": ["batch", 3, 896],
+        "logits": ["batch", 3],
+        "reason_logits": ["batch", 3],
+        "block8_activations": ["batch", 1792, 3, 3],
+        "block8_weights": ["batch", 3, 1792],
+        "repeat_2_activations": ["batch", 896, 8, 8],
+        "repeat_2_weights": ["batch", 3, 896],
     }
     assert description["maps"] == {"block8": [3, 3], "repeat_2": [8, 8]}
     io = session(path)
@@ -216,13 +235,20 @@ def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
 
 @pytest.mark.slow
 def test_weight_formats_are_compared_on_a_whole_split(model, tiny_tree, tmp_path):
-    """masklens-export --weights auto: every format exported and measured against fp32; the smallest within bounds ships."""
-    from export.build import ExportConfig, compare_formats, split_inputs
+    """masklens export --weights auto: every format exported and measured against fp32; the smallest within
+    bounds ships."""
+    from export.build import ExportConfig, compare_formats
+    from export.checks import split_inputs
     from training.data import index_split
 
     samples = index_split(tiny_tree, "holdout").samples
-    report = compare_formats(model, ExportConfig(data_root=str(tiny_tree), threads=1), tmp_path,
-                             split_inputs(samples, model.preprocessing), np.array([s.label for s in samples]))
+    report = compare_formats(
+        model,
+        ExportConfig(data_root=str(tiny_tree), threads=1),
+        tmp_path,
+        split_inputs(samples, model.preprocessing),
+        np.array([s.label for s in samples]),
+    )
     assert report["images"] == 12 and list(report["formats"]) == ["fp32", "fp16", "int8"]
     fp32 = report["formats"]["fp32"]
     assert fp32["same_class_as_fp32"] == 1.0 and fp32["max_probability_difference"] == 0.0 and fp32["within_bounds"]

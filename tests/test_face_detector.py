@@ -1,5 +1,5 @@
-"""The ONNX MTCNN (export/face_detector.py), its numpy cascade (export/mtcnn.py) and the face framing
-(export/framing.py), checked against facenet-pytorch."""
+"""The ONNX MTCNN (export/face_detector.py), its numpy cascade (masklens/mtcnn.py) and the face framing
+(masklens/framing.py), checked against facenet-pytorch."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from PIL import Image
 from torch.nn.functional import interpolate
 
 from export.face_detector import export_mtcnn
-from export.framing import FaceMeasurement, Framing, crop_box_for_face, crop_face, framing_from_measurements
-from export.mtcnn import FaceDetector, area_resize, nms
+from masklens.framing import Framing, crop_box_for_face, crop_face
+from masklens.mtcnn import FaceDetector, area_resize, nms
+from studies.framing import FaceMeasurement, framing_from_measurements
 
 from .conftest import shared_data_or_skip
 
@@ -63,11 +64,18 @@ def test_export_description(exported):
     assert list(description["nets"]["onet"]["outputs"]) == ["box_offsets", "landmarks", "probabilities"]
 
 
-@pytest.mark.parametrize("net, shape", [
-    ("pnet", (1, 3, 12, 12)), ("pnet", (2, 3, 97, 61)), ("pnet", (1, 3, 260, 331)),
-    ("rnet", (1, 3, 24, 24)), ("rnet", (5, 3, 24, 24)),
-    ("onet", (1, 3, 48, 48)), ("onet", (4, 3, 48, 48)),
-])
+@pytest.mark.parametrize(
+    "net, shape",
+    [
+        ("pnet", (1, 3, 12, 12)),
+        ("pnet", (2, 3, 97, 61)),
+        ("pnet", (1, 3, 260, 331)),
+        ("rnet", (1, 3, 24, 24)),
+        ("rnet", (5, 3, 24, 24)),
+        ("onet", (1, 3, 48, 48)),
+        ("onet", (4, 3, 48, 48)),
+    ],
+)
 def test_onnx_matches_torch(exported, torch_mtcnn, net, shape):
     out_dir, description = exported
     image = np.random.default_rng(sum(shape)).uniform(-1, 1, shape).astype(np.float32)
@@ -81,8 +89,9 @@ def test_onnx_matches_torch(exported, torch_mtcnn, net, shape):
         np.testing.assert_allclose(a, e.numpy(), atol=1e-4, rtol=0, err_msg=f"{net}.{name}")
 
 
-@pytest.mark.parametrize("in_hw, out_hw", [((37, 53), (24, 24)), ((256, 256), (154, 154)),
-                                           ((13, 9), (48, 48)), ((100, 71), (30, 33))])
+@pytest.mark.parametrize(
+    "in_hw, out_hw", [((37, 53), (24, 24)), ((256, 256), (154, 154)), ((13, 9), (48, 48)), ((100, 71), (30, 33))]
+)
 def test_area_resize_matches_torch(in_hw, out_hw):
     image = np.random.default_rng(0).integers(0, 256, (3, *in_hw)).astype(np.float32)
     expected = interpolate(torch.from_numpy(image)[None], size=out_hw, mode="area")[0].numpy()

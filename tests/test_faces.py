@@ -5,8 +5,9 @@ import json
 import numpy as np
 from PIL import Image
 
-from export.framing import Framing, crop_box_for_face
-from export.mtcnn import Face, SHIPPED_RULE
+from masklens.face_finder import SHIPPED_RULE
+from masklens.framing import Framing, crop_box_for_face
+from masklens.mtcnn import Face
 from training.faces import FaceSource, largest_face_crop, prepare
 
 from .conftest import REPO, shared_data_or_skip
@@ -21,7 +22,7 @@ def test_the_largest_face_is_cropped_and_its_landmarks_follow_it():
     framing = Framing(center_dx=0.0, center_dy=0.0, side=1.5)
     crop, landmarks, score = largest_face_crop(rgb, [small, big], framing, 96)
     assert crop.shape == (96, 96, 3) and score == 0.9
-    x1, y1, x2, y2 = crop_box_for_face(big.box, framing)
+    x1, y1, x2, _ = crop_box_for_face(big.box, framing)
     scale = 96 / round(x2 - x1)
     np.testing.assert_allclose(landmarks, (big_landmarks - [round(x1), round(y1)]) * scale)
     nose_x, nose_y = np.round(landmarks[2]).astype(int)
@@ -37,8 +38,15 @@ def test_prepare_indexes_faces_and_lists_photos_without_one(tmp_path):
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(data / "faces" / "blank.png")
     (data / "faces" / "broken.jpg").write_bytes(b"not a jpeg")
     framing = Framing(**json.loads((REPO / "results" / "framing.json").read_text())["all"]["framing"])
-    index = prepare(data, REPO / "models" / "onnx", tmp_path / "out", framing, SHIPPED_RULE, 64,
-                    {"test": FaceSource("faces", "uncovered", synth_source=True)})
+    index = prepare(
+        data,
+        REPO / "models" / "onnx",
+        tmp_path / "out",
+        framing,
+        SHIPPED_RULE,
+        64,
+        {"test": FaceSource("faces", "uncovered", synth_source=True)},
+    )
     assert len(index["faces"]) == 2
     assert sorted(p.rsplit("/", 1)[1] for p in index["no_face"]) == ["blank.png", "broken.jpg"]
     for entry in index["faces"]:

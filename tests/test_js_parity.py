@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.classifier import gradcam_from_outputs, upsample_cam
-from export.framing import Framing, crop_box_for_face, crop_face
-from export.mtcnn import SHIPPED_RULE, DetectionRule
-from export.predict import Predictor, normalize_crops, open_photo, overlay_heatmap, softmax
-from export.tracking import LiveRule, Tracker
-from export.y4m import compose
+from masklens.face_finder import SHIPPED_RULE, DetectionRule
+from masklens.framing import Framing, crop_box_for_face, crop_face
+from masklens.gradcam import gradcam_from_outputs, overlay_heatmap, upsample_cam
+from masklens.predict import Predictor, normalize_crops, open_photo, softmax
+from masklens.tracking import Tracker, TrackingRule
+from masklens.y4m import compose
 
 from .conftest import REPO, assert_same_faces, iou, shared_data_or_skip
 
@@ -39,8 +39,11 @@ def model_dir(exported_models):
     shared_data_or_skip("real-photos", "test")
     return exported_models
 
+
 SITE = REPO / "site"
 DRIVER = SITE / "tests" / "driver.mjs"
+
+
 def _node() -> str:
     """The node executable; skips (fails under CI=true) without it or without site/node_modules."""
     node = shutil.which("node")
@@ -61,15 +64,23 @@ def run_driver(request: dict, folder: Path, timeout: int = 120):
     folder.mkdir(parents=True, exist_ok=True)
     request_path, response_path = folder / "request.json", folder / "response.json"
     request_path.write_text(json.dumps(request))
-    result = subprocess.run([node, str(DRIVER), str(request_path), str(response_path)], cwd=SITE,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [node, str(DRIVER), str(request_path), str(response_path)],
+        cwd=SITE,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(response_path.read_text())["result"]
 
 
 def encode_image(rgb: np.ndarray) -> dict:
-    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-            "data": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode()}
+    return {
+        "width": int(rgb.shape[1]),
+        "height": int(rgb.shape[0]),
+        "data": base64.b64encode(np.ascontiguousarray(rgb, np.uint8).tobytes()).decode(),
+    }
 
 
 def decode_image(image: dict) -> np.ndarray:
@@ -104,8 +115,15 @@ def test_resize_thumbnail_and_crops_match_pillow(tmp_path):
     calls, expected = [], []
     # Up, down, mixed; a height shrinking more than twice the width's (Pillow then runs the vertical
     # pass first); an unchanged size; degenerate 1-pixel sides.
-    for (w, h), (ow, oh) in [((37, 23), (160, 160)), ((300, 200), (160, 160)), ((161, 97), (80, 120)),
-                             ((64, 300), (60, 40)), ((5, 7), (3, 2)), ((50, 50), (50, 50)), ((1, 9), (4, 1))]:
+    for (w, h), (ow, oh) in [
+        ((37, 23), (160, 160)),
+        ((300, 200), (160, 160)),
+        ((161, 97), (80, 120)),
+        ((64, 300), (60, 40)),
+        ((5, 7), (3, 2)),
+        ((50, 50), (50, 50)),
+        ((1, 9), (4, 1)),
+    ]:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         calls.append({"fn": "resize", "args": {"image": encode_image(rgb), "width": ow, "height": oh}})
         expected.append(np.asarray(Image.fromarray(rgb).resize((ow, oh), Image.Resampling.BILINEAR)))
@@ -117,12 +135,20 @@ def test_resize_thumbnail_and_crops_match_pillow(tmp_path):
         image.thumbnail((side, side), Image.Resampling.BILINEAR)
         expected.append(np.asarray(image))
     crop_boxes = []
-    for w, h, box in [(120, 90, (30.3, 20.7, 70.2, 66.1)), (64, 64, (-10.5, 40.25, 30.0, 90.0)),
-                      (300, 200, (100.0, 50.0, 260.0, 190.0)), (40, 50, (12.0, 15.0, 14.0, 17.5))]:
+    for w, h, box in [
+        (120, 90, (30.3, 20.7, 70.2, 66.1)),
+        (64, 64, (-10.5, 40.25, 30.0, 90.0)),
+        (300, 200, (100.0, 50.0, 260.0, 190.0)),
+        (40, 50, (12.0, 15.0, 14.0, 17.5)),
+    ]:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         box = np.asarray(box, np.float32)  # detector boxes are float32
-        calls.append({"fn": "crop_face", "args": {"image": encode_image(rgb), "box": box.tolist(),
-                                                  "framing": asdict(framing), "size": 160}})
+        calls.append(
+            {
+                "fn": "crop_face",
+                "args": {"image": encode_image(rgb), "box": box.tolist(), "framing": asdict(framing), "size": 160},
+            }
+        )
         expected.append(crop_face(rgb, box, framing, 160))
         crop_boxes.append([float(v) for v in crop_box_for_face(box, framing)])
     results = run_driver({"op": "calls", "calls": calls}, tmp_path)
@@ -147,30 +173,59 @@ def test_gradcam_softmax_normalisation_and_overlay_match_python(tmp_path):
         weights = rng.normal(size=(n, 3, c)).astype(np.float32)
         for k in range(3):
             coarse = gradcam_from_outputs(activations, weights, k)
-            calls.append({"fn": "gradcam", "args": {"activations": encode_floats(activations),
-                                                    "weights": encode_floats(weights), "dims": [n, c, h, w],
-                                                    "class_index": k, "size": list(size)}})
+            calls.append(
+                {
+                    "fn": "gradcam",
+                    "args": {
+                        "activations": encode_floats(activations),
+                        "weights": encode_floats(weights),
+                        "dims": [n, c, h, w],
+                        "class_index": k,
+                        "size": list(size),
+                    },
+                }
+            )
             expected.append((coarse, upsample_cam(coarse, size)))
     results = run_driver({"op": "calls", "calls": calls}, tmp_path / "gradcam")
     worst = 0.0
     for (coarse, fine), result in zip(expected, results):
-        worst = max(worst, np.abs(decode_floats(result["coarse"]) - coarse.ravel()).max(),
-                    np.abs(decode_floats(result["upsampled"]) - fine.ravel()).max())
+        worst = max(
+            worst,
+            np.abs(decode_floats(result["coarse"]) - coarse.ravel()).max(),
+            np.abs(decode_floats(result["upsampled"]) - fine.ravel()).max(),
+        )
     assert worst <= 1e-5, worst
 
     logits = rng.normal(scale=4, size=(5, 3)).astype(np.float32)
     crops = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     preprocessing = {"size": 16, "mean": [0.5, 0.5, 0.5], "std": [0.5019607843137255] * 3}
     colormap = [f"#{i:02x}{255 - i:02x}{(7 * i) % 256:02x}" for i in range(256)]
-    cam = upsample_cam(gradcam_from_outputs(rng.random((1, 4, 4, 4), np.float32),
-                                            rng.normal(size=(1, 3, 4)).astype(np.float32), 0), 16)[0]
-    table = np.array([[int(e[i:i + 2], 16) for i in (1, 3, 5)] for e in colormap], np.uint8)
-    probabilities, inputs, overlay = run_driver({"op": "calls", "calls": [
-        {"fn": "softmax", "args": {"logits": encode_floats(logits), "dims": [5, 3]}},
-        {"fn": "normalize", "args": {"crops": [encode_image(c) for c in crops], "preprocessing": preprocessing}},
-        {"fn": "overlay", "args": {"crop": encode_image(crops[0]), "cam": encode_floats(cam), "colormap": colormap,
-                                   "image_weight": 0.5}},
-    ]}, tmp_path / "maths")
+    cam = upsample_cam(
+        gradcam_from_outputs(rng.random((1, 4, 4, 4), np.float32), rng.normal(size=(1, 3, 4)).astype(np.float32), 0), 16
+    )[0]
+    table = np.array([[int(e[i : i + 2], 16) for i in (1, 3, 5)] for e in colormap], np.uint8)
+    probabilities, inputs, overlay = run_driver(
+        {
+            "op": "calls",
+            "calls": [
+                {"fn": "softmax", "args": {"logits": encode_floats(logits), "dims": [5, 3]}},
+                {
+                    "fn": "normalize",
+                    "args": {"crops": [encode_image(c) for c in crops], "preprocessing": preprocessing},
+                },
+                {
+                    "fn": "overlay",
+                    "args": {
+                        "crop": encode_image(crops[0]),
+                        "cam": encode_floats(cam),
+                        "colormap": colormap,
+                        "image_weight": 0.5,
+                    },
+                },
+            ],
+        },
+        tmp_path / "maths",
+    )
     np.testing.assert_allclose(decode_floats(probabilities), softmax(logits).ravel(), atol=1e-6)
     np.testing.assert_array_equal(decode_floats(inputs), normalize_crops(crops, preprocessing).ravel())
     reference = overlay_heatmap(crops[0], cam, table, 0.5)
@@ -179,9 +234,9 @@ def test_gradcam_softmax_normalisation_and_overlay_match_python(tmp_path):
 
 def test_tracking_matches_python(tmp_path):
     """The webcam mode's tracks and labels (site/js/tracking.js) equal the video predictor's
-    (export/tracking.py) over faces that drift, appear, vanish and come back, with noisy classes."""
+    (masklens/tracking.py) over faces that drift, appear, vanish and come back, with noisy classes."""
     rng = np.random.default_rng(3)
-    rule = LiveRule(window=4, max_missed=2)
+    rule = TrackingRule(window=4, max_missed=2)
     classes, reasons = ["covered", "incorrect", "uncovered"], ["nose", "chin", "nose_and_mouth"]
     starts = np.array([[10, 10, 60, 60], [100, 20, 160, 80], [200, 40, 240, 80]], float)
     rounds = []
@@ -192,11 +247,25 @@ def test_tracking_matches_python(tmp_path):
             boxes.append([300.0, 300.0, 320.0, 320.0])  # a one-off false face
         order = rng.permutation(len(boxes))
         boxes = [boxes[k] for k in order]
-        rounds.append({"boxes": boxes,
-                       "probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist(),
-                       "reason_probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist()})
-    [js] = run_driver({"op": "calls", "calls": [{"fn": "track", "args": {
-        "rule": asdict(rule), "classes": classes, "reasons": reasons, "rounds": rounds}}]}, tmp_path)
+        rounds.append(
+            {
+                "boxes": boxes,
+                "probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist(),
+                "reason_probabilities": rng.dirichlet(np.ones(3), len(boxes)).tolist(),
+            }
+        )
+    [js] = run_driver(
+        {
+            "op": "calls",
+            "calls": [
+                {
+                    "fn": "track",
+                    "args": {"rule": asdict(rule), "classes": classes, "reasons": reasons, "rounds": rounds},
+                }
+            ],
+        },
+        tmp_path,
+    )
     tracker = Tracker(rule, classes, reasons)
     for round_, answer in zip(rounds, js):
         tracks = tracker.update(round_["boxes"])
@@ -207,26 +276,32 @@ def test_tracking_matches_python(tmp_path):
         for label, track in zip(answer["labels"], tracks):
             expected = tracker.label(track)
             assert (label["class"], label["reason"]) == (expected["class"], expected["reason"])
-            assert np.allclose(list(label["probabilities"].values()), list(expected["probabilities"].values()),
-                               atol=1e-12)
+            assert np.allclose(
+                list(label["probabilities"].values()), list(expected["probabilities"].values()), atol=1e-12
+            )
     assert tracker.next_id > 5  # the false faces and the returning face made new tracks
 
 
 def test_live_faces_match_the_video_predictor(tmp_path):
     """The webcam mode's detection on a scaled-down frame, its crops and the live classifier's outputs
-    (pipeline.js, onnxruntime-web's int8 kernels) equal export/video.py's LivePredictor (onnxruntime's x86
+    (pipeline.js, onnxruntime-web's int8 kernels) equal masklens/video.py's LivePredictor (onnxruntime's x86
     ones) on the same frames, with the shipped models: a trained model's heatmaps, not an untrained one's,
     whose flat maps scaled to [0, 1] would magnify the last bit of any activation."""
-    from export.video import LivePredictor
+    from masklens.video import LivePredictor
 
     model_dir = REPO / "models" / "onnx"
 
-    faces = [np.asarray(Image.open(p).convert("RGB").resize((200, 200)))
-             for p in sorted(shared_data_or_skip("maskedface-net", "holdout", "uncovered").iterdir())[:2]]
-    frames = [compose((640, 480), [(faces[0], 40, 100), (faces[1], 360, 140)]),
-              compose((640, 480), [(faces[1], 220, 60)])]
-    results = run_driver({"op": "live", "models": str(model_dir), "frames": [encode_image(f) for f in frames]},
-                         tmp_path)
+    faces = [
+        np.asarray(Image.open(p).convert("RGB").resize((200, 200)))
+        for p in sorted(shared_data_or_skip("maskedface-net", "holdout", "uncovered").iterdir())[:2]
+    ]
+    frames = [
+        compose((640, 480), [(faces[0], 40, 100), (faces[1], 360, 140)]),
+        compose((640, 480), [(faces[1], 220, 60)]),
+    ]
+    results = run_driver(
+        {"op": "live", "models": str(model_dir), "frames": [encode_image(f) for f in frames]}, tmp_path
+    )
     live = LivePredictor(model_dir, threads=1)
     for frame, js_faces in zip(frames, results):
         found = live.find_faces(frame)
@@ -252,11 +327,16 @@ def test_boxes_follow_a_moving_face_between_steps(tmp_path):
     for k in range(21):
         x, y = 100 + 5 * k, 120 + 2 * k
         frame = background.copy()
-        frame[y:y + 180, x:x + 180] = face
+        frame[y : y + 180, x : x + 180] = face
         frames.append(frame)
         truth.append([x + 30, y + 30, x + 150, y + 170])
-    followed = run_driver({"op": "calls", "calls": [{"fn": "follow", "args": {
-        "frames": [encode_image(f) for f in frames], "boxes": [truth[0]]}}]}, tmp_path)[0]
+    followed = run_driver(
+        {
+            "op": "calls",
+            "calls": [{"fn": "follow", "args": {"frames": [encode_image(f) for f in frames], "boxes": [truth[0]]}}],
+        },
+        tmp_path,
+    )[0]
     assert len(followed) == 20
     for k, [box] in enumerate(followed, 1):
         assert np.abs(np.array(box) - truth[k]).max() <= 4, (k, box, truth[k])
@@ -265,19 +345,33 @@ def test_boxes_follow_a_moving_face_between_steps(tmp_path):
 # --- (c) the MTCNN cascade with onnxruntime-web -----------------------------------------------------
 
 
-@pytest.mark.parametrize("rule", [DetectionRule(), SHIPPED_RULE, DetectionRule(padding=0.3, fallback_threshold=0.01),
-                                  DetectionRule(min_face_size=200, retry_min_face_size=12)],
-                         ids=["facenet", "shipped", "fallback", "retry"])
+@pytest.mark.parametrize(
+    "rule",
+    [
+        DetectionRule(),
+        SHIPPED_RULE,
+        DetectionRule(padding=0.3, fallback_threshold=0.01),
+        DetectionRule(min_face_size=200, retry_min_face_size=12),
+    ],
+    ids=["facenet", "shipped", "fallback", "retry"],
+)
 def test_face_finder_matches_python(model_dir, tmp_path, rule):
     photos = real_photos({"with_mask": 3, "without_mask": 2})
     # A photo that is all face: the cascade finds nothing in it, so the fallback decides.
     photos.append(np.ascontiguousarray(photos[-1][20:80, 30:90]))
     detector = rule.detector(model_dir)
-    settings = {"min_face_size": rule.min_face_size, "thresholds": list(rule.thresholds), "factor": rule.factor,
-                "padding": rule.padding, "fallback_threshold": rule.fallback_threshold,
-                "retry_min_face_size": rule.retry_min_face_size}
-    results = run_driver({"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos],
-                          "settings": settings}, tmp_path)
+    settings = {
+        "min_face_size": rule.min_face_size,
+        "thresholds": list(rule.thresholds),
+        "factor": rule.factor,
+        "padding": rule.padding,
+        "fallback_threshold": rule.fallback_threshold,
+        "retry_min_face_size": rule.retry_min_face_size,
+    }
+    results = run_driver(
+        {"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos], "settings": settings},
+        tmp_path,
+    )
     found = 0
     for photo, js_faces in zip(photos, results):
         faces = rule.find(detector, photo)
@@ -298,8 +392,14 @@ def test_face_finder_matches_python(model_dir, tmp_path, rule):
 def test_photo_analysis_matches_predictor(model_dir, tmp_path):
     photos = real_photos({"with_mask": 1, "without_mask": 1})
     cases = [(photo, False) for photo in photos] + [(photos[0], True)]
-    results = run_driver({"op": "analyse", "models": str(model_dir),
-                          "photos": [{"image": encode_image(p), "whole_image": w} for p, w in cases]}, tmp_path)
+    results = run_driver(
+        {
+            "op": "analyse",
+            "models": str(model_dir),
+            "photos": [{"image": encode_image(p), "whole_image": w} for p, w in cases],
+        },
+        tmp_path,
+    )
     predictor = Predictor(model_dir, threads=1)
     for (photo, whole_image), js_faces in zip(cases, results):
         assert_same_faces(js_faces, predictor.predict_photo(photo, whole_image=whole_image), predictor)

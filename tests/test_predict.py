@@ -9,11 +9,12 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from export.build import ExportConfig, load_student
-from export.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
+from export.build import ExportConfig
 from export.quantize import INT8_BOUNDS, STUDENT_BOUNDS, compare_with_full
-from training.data import CLASSES, REASONS
-from training.train import load_checkpoint
+from export.student import load_student
+from masklens.labels import CLASSES, REASONS
+from masklens.predict import ModelIntegrityError, PhotoError, Predictor, open_photo
+from training.checkpoint import load_checkpoint
 
 from .conftest import REPO, export_random_model, shared_data_or_skip
 
@@ -33,9 +34,16 @@ def test_manifest_describes_the_models(model_dir):
     session = ort.InferenceSession(str(model_dir / classifier["file"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == [classifier["input"]["name"]]
     assert {o.name for o in session.get_outputs()} == set(classifier["outputs"])
-    assert set(manifest["files"]) == {"classifier.onnx", "classifier-live-int8.onnx", "classifier-live.onnx",
-                                      "classifier-gpu.onnx", "pnet.onnx", "rnet.onnx", "onet.onnx"}
-    live = classifier["live"]
+    assert set(manifest["files"]) == {
+        "classifier.onnx",
+        "classifier-live-int8.onnx",
+        "classifier-live.onnx",
+        "classifier-gpu.onnx",
+        "pnet.onnx",
+        "rnet.onnx",
+        "onet.onnx",
+    }
+    live = classifier["webcam"]
     assert live["file"] == "classifier-live-int8.onnx" and "weights_file" not in live
     assert live["target_layers"] == ["block8"] and live["maps"] == {"block8": [3, 3]}
     assert live["quantization"]["calibration_images"] == 12 and live["quantization"]["calibration_split"] == "train"
@@ -54,13 +62,17 @@ def test_live_gpu_classifier_reads_the_full_graphs_weights_and_gives_its_outputs
     """The webcam mode's fp32 graph (WebGPU's) stores no weights of its own (they are read from
     classifier.onnx), and its outputs are the full graph's, faster."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    live = manifest["classifier"]["live"]["gpu"]
+    live = manifest["classifier"]["webcam"]["gpu"]
     assert manifest["files"][live["file"]]["bytes"] < manifest["files"]["classifier.onnx"]["bytes"] / 20
     proto = onnx.load(str(model_dir / live["file"]), load_external_data=False)
     external = [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {"classifier.onnx"}
-    full, other = (ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
-                   for name in ("classifier.onnx", live["file"]))
+    assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {
+        "classifier.onnx"
+    }
+    full, other = (
+        ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
+        for name in ("classifier.onnx", live["file"])
+    )
     images = np.random.default_rng(1).normal(0, 1, (2, 3, 160, 160)).astype(np.float32)
     expected = dict(zip([o.name for o in full.get_outputs()], full.run(None, {"image": images})))
     for output, value in zip(other.get_outputs(), other.run(None, {"image": images})):
@@ -72,19 +84,22 @@ def test_live_classifier_is_int8_and_close_to_the_full_graph(model_dir):
     elsewhere, and on random crops gives the full graph's probabilities within the bound the export checks
     (its heatmaps are held to theirs by the export, on a trained model: tests/test_artifacts.py)."""
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    live = manifest["classifier"]["live"]
+    live = manifest["classifier"]["webcam"]
     proto = onnx.load(str(model_dir / live["file"]))
     assert not [t for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     stored = {t.name: t for t in proto.graph.initializer}
     decoded_from = {n.output[0]: n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}
     convolutions = [node for node in proto.graph.node if node.op_type == "Conv"]
     # Input and weights of every convolution are decoded from uint8 (the input by a QuantizeLinear before it).
-    assert convolutions and all(node.input[0] in decoded_from and node.input[1] in decoded_from for node in convolutions)
+    assert convolutions and all(
+        node.input[0] in decoded_from and node.input[1] in decoded_from for node in convolutions
+    )
     assert all(stored[decoded_from[node.input[1]]].data_type == onnx.TensorProto.UINT8 for node in convolutions)
     predictor = Predictor(model_dir, threads=1)
     crops = np.random.default_rng(1).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
-    for (p, rp, maps), (live_p, live_rp, live_maps) in zip(predictor.predict_crops(crops),
-                                                           predictor.predict_crops(crops, live=True)):
+    for (p, rp, maps), (live_p, live_rp, live_maps) in zip(
+        predictor.predict_crops(crops), predictor.predict_crops(crops, live=True)
+    ):
         np.testing.assert_allclose(live_p, p, atol=INT8_BOUNDS["max_probability_difference"])
         np.testing.assert_allclose(live_rp, rp, atol=INT8_BOUNDS["max_probability_difference"])
         assert list(live_maps) == ["block8"] and live_maps["block8"].shape == maps["block8"].shape
@@ -95,8 +110,11 @@ def test_the_int8_check_holds_the_live_graph_to_its_bounds():
     changed by more than 0.05 on more than 1% of them, are not."""
     rng = np.random.default_rng(3)
     logits = rng.normal(0, 3, (200, 3)).astype(np.float32)
-    full = {"logits": logits, "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
-            "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32)}
+    full = {
+        "logits": logits,
+        "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
+        "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32),
+    }
     labels = logits.argmax(1)
     same = compare_with_full(full, {k: v.copy() for k, v in full.items()}, labels, 16)
     assert same["within_bounds"] and same["same_class"] == 1.0 and same["accuracy"] == same["accuracy_full"] == 1.0
@@ -117,8 +135,11 @@ def test_a_students_check_bounds_agreement_and_accuracy_only():
     accuracy by half a point may not."""
     rng = np.random.default_rng(4)
     logits = rng.normal(0, 3, (200, 3)).astype(np.float32)
-    full = {"logits": logits, "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
-            "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32)}
+    full = {
+        "logits": logits,
+        "block8_activations": rng.uniform(0, 1, (200, 8, 3, 3)).astype(np.float32),
+        "block8_weights": rng.normal(0, 1, (200, 3, 8)).astype(np.float32),
+    }
     labels = logits.argmax(1)
     softer = {**full, "logits": logits / 4, "block8_activations": full["block8_activations"][:, :, ::-1]}
     report = compare_with_full(full, softer, labels, 16, STUDENT_BOUNDS)
@@ -137,7 +158,7 @@ def test_export_with_a_distilled_student_for_the_webcam_mode(tmp_path):
     student's outputs; the manifest names the student, and the predictor's live step runs it."""
     out = export_random_model(tmp_path, student_depths=(1, 1, 1), student_widths=(32, 40, 96, 96, 128))
     manifest = json.loads((out / "manifest.json").read_text())
-    live = manifest["classifier"]["live"]
+    live = manifest["classifier"]["webcam"]
     student = live["student"]
     assert student["depths"] == {"repeat_1": 1, "repeat_2": 1, "repeat_3": 1}
     assert student["config"]["depths"] == [1, 1, 1]
@@ -169,8 +190,10 @@ def test_gpu_classifier_needs_no_max_pool_indices_and_gives_the_full_graphs_outp
     assert pools and all(len([name for name in node.output if name]) == 1 for node in pools)
     assert manifest["files"][gpu["file"]]["bytes"] < manifest["files"]["classifier.onnx"]["bytes"] / 20
     images = np.random.default_rng(2).normal(0, 1, (2, 3, 160, 160)).astype(np.float32)
-    full, other = (ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
-                   for name in ("classifier.onnx", gpu["file"]))
+    full, other = (
+        ort.InferenceSession(str(model_dir / name), providers=["CPUExecutionProvider"])
+        for name in ("classifier.onnx", gpu["file"])
+    )
     expected = dict(zip([o.name for o in full.get_outputs()], full.run(None, {"image": images})))
     for output, value in zip(other.get_outputs(), other.run(None, {"image": images})):
         np.testing.assert_allclose(value, expected[output.name], atol=1e-4, err_msg=output.name)
@@ -189,7 +212,7 @@ def test_predicts_faces_in_a_real_photo(model_dir, tmp_path):
         assert np.asarray(record["heatmaps"]["block8"]).shape == (3, 3, 3)
         x1, y1, x2, y2 = record["box"]
         assert x2 > x1 and y2 > y1 and len(record["landmarks"]) == 5
-        for layer, overlay in predictor.overlays(face).items():
+        for overlay in predictor.overlays(face).values():
             assert overlay.shape == (160, 160, 3) and overlay.dtype == np.uint8
 
 
@@ -216,8 +239,21 @@ def test_cli_over_a_folder_of_good_and_bad_files(model_dir, tmp_path):
     shutil.copy(photo, folder / "good.jpg")
     _bad_files(folder, photo.read_bytes())
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "export.predict", str(folder), "--models", str(model_dir), "--out", str(out),
-               "--overlays", str(tmp_path / "overlays"), "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "masklens",
+        "predict",
+        str(folder),
+        "--models",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--overlays",
+        str(tmp_path / "overlays"),
+        "--threads",
+        "1",
+    ]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     records = {json.loads(line)["file"].rsplit("/", 1)[-1]: json.loads(line) for line in out.read_text().splitlines()}
@@ -246,19 +282,27 @@ def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_p
     shutil.copytree(model_dir, broken)
     data = (broken / "classifier.onnx").read_bytes()
     (broken / "classifier.onnx").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelIntegrityError, match="classifier.onnx"):
+    with pytest.raises(ModelIntegrityError, match=r"classifier\.onnx"):
         Predictor(broken)
-    result = subprocess.run([sys.executable, "-m", "export.predict", str(tmp_path), "--models", str(broken)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "masklens", "predict", str(tmp_path), "--models", str(broken)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "classifier.onnx does not match the manifest" in result.stderr
 
 
 def test_benchmark_writes_its_report(model_dir, tmp_path):
-    from export.benchmark import BenchmarkConfig, benchmark
+    from studies.benchmark import BenchmarkConfig, benchmark
 
     photos = shared_data_or_skip("real-photos", "test", "without_mask")
-    result = benchmark(BenchmarkConfig(models=str(model_dir), photos=str(photos), photo_count=1, repeats=1,
-                                       out=str(tmp_path / "benchmark.json")))
+    result = benchmark(
+        BenchmarkConfig(
+            models=str(model_dir), photos=str(photos), photo_count=1, repeats=1, out=str(tmp_path / "benchmark.json")
+        )
+    )
     assert json.loads((tmp_path / "benchmark.json").read_text()) == result
     for timings in result["threads"].values():
         assert timings["photos"] == 1 and timings["classifier_per_face"]["median_ms"] > 0
@@ -266,17 +310,42 @@ def test_benchmark_writes_its_report(model_dir, tmp_path):
 
 
 def test_gallery_figures_and_description(model_dir, tmp_path):
-    from export.gallery import GalleryConfig, gallery
+    from studies.gallery import GalleryConfig, gallery
 
     root = shared_data_or_skip("maskedface-net")
     mistake = sorted((root / "holdout" / "covered").iterdir())[0]
     metrics = tmp_path / "metrics.json"
-    metrics.write_text(json.dumps({"most_confident_mistakes": [
-        {"file": f"holdout/covered/{mistake.name}", "true": "covered", "predicted": "uncovered", "confidence": 0.9}]}))
-    payload = gallery(GalleryConfig(models=str(model_dir), data_root=str(root), metrics=str(metrics),
-                                    out_dir=str(tmp_path / "out"), per_group=1, mistakes=1))
-    assert list(payload["groups"]) == ["covered", "incorrect-nose", "incorrect-chin", "incorrect-nose_and_mouth",
-                                       "uncovered"]
+    metrics.write_text(
+        json.dumps(
+            {
+                "most_confident_mistakes": [
+                    {
+                        "file": f"holdout/covered/{mistake.name}",
+                        "true": "covered",
+                        "predicted": "uncovered",
+                        "confidence": 0.9,
+                    }
+                ]
+            }
+        )
+    )
+    payload = gallery(
+        GalleryConfig(
+            models=str(model_dir),
+            data_root=str(root),
+            metrics=str(metrics),
+            out_dir=str(tmp_path / "out"),
+            per_group=1,
+            mistakes=1,
+        )
+    )
+    assert list(payload["groups"]) == [
+        "covered",
+        "incorrect-nose",
+        "incorrect-chin",
+        "incorrect-nose_and_mouth",
+        "uncovered",
+    ]
     entries = [e for group in payload["groups"].values() for e in group] + payload["mistakes"]
     assert len(entries) == 6 and payload["mistakes"][0]["file"] == mistake.name
     for entry in entries:
@@ -285,13 +354,13 @@ def test_gallery_figures_and_description(model_dir, tmp_path):
 
 
 def test_face_finder_padding_and_fallback_find_a_face_that_fills_the_photo(model_dir):
-    from export.mtcnn import SHIPPED_RULE, DetectionRule
+    from masklens.face_finder import SHIPPED_RULE, DetectionRule
 
     photo = open_photo(sorted(shared_data_or_skip("real-photos", "test", "without_mask").iterdir())[0], 1280, 10**8)
     predictor = Predictor(model_dir, threads=1)
     box = predictor.predict_photo(photo)[0].box
     x1, y1, x2, y2 = (int(round(v)) for v in box)
-    tight = np.ascontiguousarray(photo[max(y1, 0):y2, max(x1, 0):x2])  # nothing but the face
+    tight = np.ascontiguousarray(photo[max(y1, 0) : y2, max(x1, 0) : x2])  # nothing but the face
     detector = SHIPPED_RULE.detector(model_dir)
     padded = DetectionRule(padding=SHIPPED_RULE.padding).find(detector, tight)
     fallback = DetectionRule(fallback_threshold=0.0).find(detector, tight)
@@ -303,8 +372,8 @@ def test_face_finder_padding_and_fallback_find_a_face_that_fills_the_photo(model
 
 
 def test_end_to_end_evaluation_counts_what_the_predictor_says(model_dir, tmp_path):
-    from export.framing import face_size
-    from export.real_eval import RealEvalConfig, evaluate_real
+    from masklens.framing import face_size
+    from studies.real_eval import RealEvalConfig, evaluate_real
 
     from .conftest import make_real_tree
 

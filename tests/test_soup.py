@@ -5,14 +5,15 @@ import dataclasses
 import pytest
 import torch
 
-from training.data import sha256_of
-from training.soup import SoupConfig, main, make_soup
-from training.train import (TrainConfig, checkpoint_payload, load_checkpoint, model_from_checkpoint,
-                            preprocessing_for)
+from masklens.files import sha256_of
+from training.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint
+from training.config import TrainConfig, preprocessing_for
 from training.model import build_model
+from training.soup import SoupConfig, main, make_soup
 
 
-def write_checkpoint(path, seed: int, config: TrainConfig = TrainConfig(image_size=80)):
+def write_checkpoint(path, seed: int, config: TrainConfig | None = None):
+    config = config or TrainConfig(image_size=80)
     torch.manual_seed(seed)
     model = build_model(preprocessing_for(config))
     with torch.no_grad():  # batch-norm statistics that differ between the ingredients
@@ -35,8 +36,10 @@ def test_a_soup_is_the_weighted_mean_of_its_ingredients(tmp_path):
         expected = (0.25 * a[name].double() + 0.75 * b[name].double()).half()
         assert soup["model"][name].dtype == torch.float16
         torch.testing.assert_close(soup["model"][name], expected, rtol=0, atol=1e-3)
-    assert soup["data"]["soup"] == [{"file": str(first), "sha256": sha256_of(first), "weight": 0.25},
-                                    {"file": str(second), "sha256": sha256_of(second), "weight": 0.75}]
+    assert soup["data"]["soup"] == [
+        {"file": str(first), "sha256": sha256_of(first), "weight": 0.25},
+        {"file": str(second), "sha256": sha256_of(second), "weight": 0.75},
+    ]
     assert soup["history"] == [] and soup["data"]["train"] == {"images": 6}
     model_from_checkpoint(soup)  # an ordinary checkpoint: it loads
 

@@ -20,8 +20,10 @@ def test_parse_variant_and_run_name():
 def write_run(runs, variant, val_accuracy, val_loss):
     folder = runs / run_name(parse_variant(variant))
     folder.mkdir(parents=True)
-    history = [{"epoch": i + 1, "seconds": 10.0, "device": "cpu", "val_accuracy": a, "val_loss": l}
-               for i, (a, l) in enumerate(zip(val_accuracy, val_loss))]
+    history = [
+        {"epoch": i + 1, "seconds": 10.0, "device": "cpu", "val_accuracy": a, "val_loss": loss}
+        for i, (a, loss) in enumerate(zip(val_accuracy, val_loss))
+    ]
     (folder / "history.json").write_text(json.dumps({"history": history}))
     (folder / "config.json").write_text(json.dumps({"epochs": len(history), "out_dir": str(folder)}))
 
@@ -46,8 +48,9 @@ def test_score_can_average_several_validation_metrics(tmp_path):
         path.write_text(json.dumps(history))
     config = SweepConfig(variants=("lr=0.1", "lr=0.2"), runs_dir=str(tmp_path))
     assert summarise(config)["chosen"] == "lr=0.1"
-    both = summarise(SweepConfig(variants=config.variants, runs_dir=str(tmp_path),
-                                 score=("val_accuracy", "real_val_accuracy")))
+    both = summarise(
+        SweepConfig(variants=config.variants, runs_dir=str(tmp_path), score=("val_accuracy", "real_val_accuracy"))
+    )
     assert both["chosen"] == "lr=0.2" and both["variants"][1]["real_val_accuracy"] == [0.95]
     with pytest.raises(ValueError, match="real_val_synthetic_accuracy"):
         summarise(SweepConfig(variants=config.variants, runs_dir=str(tmp_path), score=("real_val_synthetic_accuracy",)))
@@ -62,9 +65,19 @@ def test_unfinished_variant_is_named(tmp_path):
 def test_sweep_trains_each_variant_and_writes_the_summary(tmp_path):
     data = make_tree(tmp_path / "data", per_class=2)
     out = tmp_path / "sweep.json"
-    main(["--variants", "augment=none,epochs=1", "augment=flip,epochs=1", "--runs-dir", str(tmp_path / "runs"),
-          "--out", str(out), "--train-flags",
-          f"--data-root {data} --image-size 80 --batch-size 6 --num-workers 0 --channels-last false"])
+    main(
+        [
+            "--variants",
+            "augment=none,epochs=1",
+            "augment=flip,epochs=1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--train-flags",
+            f"--data-root {data} --image-size 80 --batch-size 6 --num-workers 0 --channels-last false",
+        ]
+    )
     summary = json.loads(out.read_text())
     assert [v["variant"] for v in summary["variants"]] == ["augment=none,epochs=1", "augment=flip,epochs=1"]
     assert all(len(v["val_accuracy"]) == 1 for v in summary["variants"])

@@ -7,13 +7,22 @@ import pytest
 import torch
 from PIL import Image
 
+from masklens.labels import CLASSES, NO_REASON
+from training.config import TrainConfig, preprocessing_for
+from training.datasets import MASK_CLASSES, MASKED_LABEL, RandomLowResolution, SyntheticMaskDataset
+from training.losses import compute_loss, count_correct, distillation_loss, masked_prior_loss, partial_label_loss
+from training.synth import (
+    MASK_KINDS,
+    OCCLUDERS,
+    PLACEMENTS,
+    face_points,
+    fit_mask,
+    fit_occluder,
+    load_mask_library,
+    mask_coverage,
+)
+
 from .conftest import shared_data_or_skip
-from training.data import CLASSES, NO_REASON
-from training.synth import (MASK_KINDS, OCCLUDERS, PLACEMENTS, face_points, fit_mask, fit_occluder, load_mask_library,
-                            mask_coverage)
-from training.train import (MASKED_LABEL, MASK_CLASSES, RandomLowResolution, SyntheticMaskDataset, TrainConfig,
-                            compute_loss, count_correct, distillation_loss, masked_prior_loss, partial_label_loss,
-                            preprocessing_for)
 
 # A frontal face in a 200 x 200 picture: eyes, nose tip, mouth corners (MTCNN's order).
 FRONTAL = np.array([[70, 80], [130, 80], [100, 118], [78, 142], [122, 142]], np.float32)
@@ -36,8 +45,11 @@ def test_each_placement_leaves_exactly_its_part_uncovered(library, landmarks, ki
     alpha = mask_coverage((200, 200), landmarks, placement, library, kind)
     points = face_points(landmarks).landmark_heights()
     uncovered = {name for name, (x, y) in points.items() if alpha[int(round(y)), int(round(x))] < 0.5}
-    assert uncovered == UNCOVERED[placement], (kind, placement, {n: float(alpha[int(y), int(x)])
-                                                                  for n, (x, y) in points.items()})
+    assert uncovered == UNCOVERED[placement], (
+        kind,
+        placement,
+        {n: float(alpha[int(y), int(x)]) for n, (x, y) in points.items()},
+    )
 
 
 def test_turned_heads_take_the_turned_template(library):
@@ -63,8 +75,14 @@ def test_synthetic_dataset_depends_only_on_seed_epoch_and_index(library, tmp_pat
     path = tmp_path / "face.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(path)
     preprocessing = preprocessing_for(TrainConfig(image_size=64))
-    make = lambda: SyntheticMaskDataset([(path, FRONTAL)], 6, str(shared_data_or_skip("mask-templates")),
-                                        seed=3, preprocessing=preprocessing, augment="robust")
+    make = lambda: SyntheticMaskDataset(
+        [(path, FRONTAL)],
+        6,
+        str(shared_data_or_skip("mask-templates")),
+        seed=3,
+        preprocessing=preprocessing,
+        augment="robust",
+    )
     first, second = make(), make()
     torch.manual_seed(0)
     a = [first[i] for i in range(6)]
@@ -83,12 +101,14 @@ def test_occluded_synthetic_faces_are_uncovered(tmp_path):
     Image.fromarray(np.full((200, 200, 3), 170, np.uint8)).save(path)
     preprocessing = preprocessing_for(TrainConfig(image_size=64))
     templates = str(shared_data_or_skip("mask-templates"))
-    occluded = SyntheticMaskDataset([(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing,
-                                    augment="none", occluded_share=1.0)
+    occluded = SyntheticMaskDataset(
+        [(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing, augment="none", occluded_share=1.0
+    )
     assert [occluded[i][1:3] for i in range(5)] == [(CLASSES.index("uncovered"), NO_REASON)] * 5
     with pytest.raises(ValueError, match="occluded_share"):
-        SyntheticMaskDataset([(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing,
-                             augment="none", occluded_share=1.5)
+        SyntheticMaskDataset(
+            [(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing, augment="none", occluded_share=1.5
+        )
 
 
 @pytest.mark.parametrize("kind", OCCLUDERS)
@@ -149,11 +169,13 @@ def test_compute_loss_mixes_weak_and_known_labels():
 def test_a_covered_share_trains_weak_labels_towards_covered():
     probabilities = torch.tensor([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
     loss = masked_prior_loss(probabilities.log(), 0.8)
-    assert loss.tolist() == pytest.approx([-(0.8 * math.log(0.6) + 0.2 * math.log(0.3)),
-                                           -(0.8 * math.log(0.1) + 0.2 * math.log(0.1))], rel=1e-6)
+    assert loss.tolist() == pytest.approx(
+        [-(0.8 * math.log(0.6) + 0.2 * math.log(0.3)), -(0.8 * math.log(0.1) + 0.2 * math.log(0.1))], rel=1e-6
+    )
     config = TrainConfig(label_smoothing=0.0, reason_weight=0.0, masked_covered_share=0.8)
-    total = compute_loss((probabilities.log(), torch.zeros(2, 3)), torch.tensor([MASKED_LABEL, 2]),
-                         torch.tensor([-1, -1]), config)
+    total = compute_loss(
+        (probabilities.log(), torch.zeros(2, 3)), torch.tensor([MASKED_LABEL, 2]), torch.tensor([-1, -1]), config
+    )
     assert total.item() == pytest.approx((loss[0].item() - math.log(0.8)) / 2, rel=1e-6)
 
 

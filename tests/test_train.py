@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.cli import parse_config
-from training.data import CLASSES, index_split
+from masklens.cli import parse_config
+from masklens.labels import CLASSES
+from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.config import PRESETS, TrainConfig
+from training.data import index_split
 from training.evaluate import EvalConfig, evaluate, predict_samples
-from training.train import PRESETS, TrainConfig, load_checkpoint, model_from_checkpoint, train
+from training.train import train
 
 from .conftest import REPO, make_tree, shared_data_or_skip
 
@@ -31,9 +34,18 @@ def test_overfits_a_dozen_images(tmp_path):
     """The real model must learn 12 generated images (4 per class) to 100%: training really updates it."""
     data = make_tree(tmp_path / "data", per_class=4)
     # Batches of 4: enough optimiser steps for batch norm's running statistics to settle for eval mode.
-    config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=25, lr=1e-3,
-                         schedule="constant", weight_decay=0.0, label_smoothing=0.0, dropout=0.0,
-                         augment="none", **{**TINY, "batch_size": 4})
+    config = TrainConfig(
+        data_root=str(data),
+        out_dir=str(tmp_path / "run"),
+        epochs=25,
+        lr=1e-3,
+        schedule="constant",
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        dropout=0.0,
+        augment="none",
+        **{**TINY, "batch_size": 4},
+    )
     model_path = train(config)
     checkpoint = load_checkpoint(model_path)
     model = model_from_checkpoint(checkpoint)
@@ -67,8 +79,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     assert not (tmp_path / "resumed" / "model.pt").exists()
     resumed = load_checkpoint(train(dataclasses.replace(interrupted, resume=True)))
 
-    assert resumed["history"] == [{**h, "seconds": r["seconds"], "images_per_second": r["images_per_second"]}
-                                  for h, r in zip(straight["history"], resumed["history"])]
+    assert resumed["history"] == [
+        {**h, "seconds": r["seconds"], "images_per_second": r["images_per_second"]}
+        for h, r in zip(straight["history"], resumed["history"])
+    ]
     for name, tensor in straight["model"].items():
         assert torch.equal(tensor, resumed["model"][name]), name
 
@@ -79,12 +93,21 @@ def write_faces_index(folder, landmarks) -> str:
 
     folder.mkdir(parents=True)
     entries = []
-    for i, (label, source) in enumerate([("uncovered", True), ("uncovered", True), ("masked", False),
-                                         ("masked", False)]):
+    for i, (label, source) in enumerate(
+        [("uncovered", True), ("uncovered", True), ("masked", False), ("masked", False)]
+    ):
         pixels = np.random.default_rng(i).integers(0, 255, (96, 96, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(folder / f"face{i}.png")
-        entries.append({"file": f"face{i}.png", "source": "test", "label": label, "synth_source": source,
-                        "landmarks": landmarks, "score": 1.0})
+        entries.append(
+            {
+                "file": f"face{i}.png",
+                "source": "test",
+                "label": label,
+                "synth_source": source,
+                "landmarks": landmarks,
+                "score": 1.0,
+            }
+        )
     (folder / "index.json").write_text(json.dumps({"faces": entries, "no_face": []}))
     return str(folder / "index.json")
 
@@ -94,16 +117,31 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     data = make_tree(tmp_path / "data", per_class=2)
     first = train(TrainConfig(data_root=str(data), out_dir=str(tmp_path / "first"), epochs=1, **TINY))
     landmarks = [[34, 38], [62, 38], [48, 55], [37, 67], [59, 67]]
-    config = TrainConfig(data_root=str(data), out_dir=str(tmp_path / "tuned"), epochs=1, init_from=str(first),
-                         faces_index=write_faces_index(tmp_path / "faces", landmarks), synthetic_per_epoch=6,
-                         mask_templates=str(templates), augment="robust", **TINY)
+    config = TrainConfig(
+        data_root=str(data),
+        out_dir=str(tmp_path / "tuned"),
+        epochs=1,
+        init_from=str(first),
+        faces_index=write_faces_index(tmp_path / "faces", landmarks),
+        synthetic_per_epoch=6,
+        mask_templates=str(templates),
+        augment="robust",
+        **TINY,
+    )
     checkpoint = load_checkpoint(train(config))
     (record,) = checkpoint["history"]
     faces = checkpoint["data"]["faces"]
     assert (faces["real_faces"], faces["weakly_labelled"], faces["synthesis_sources"]) == (4, 2, 2)
     assert checkpoint["data"]["init_from"]["file"] == str(first)
-    evaluated = evaluate(EvalConfig(checkpoint=str(tmp_path / "tuned" / "model.pt"), data_root=str(data),
-                                    split="holdout", out_dir=str(tmp_path / "eval"), figures=False))
+    evaluated = evaluate(
+        EvalConfig(
+            checkpoint=str(tmp_path / "tuned" / "model.pt"),
+            data_root=str(data),
+            split="holdout",
+            out_dir=str(tmp_path / "eval"),
+            figures=False,
+        )
+    )
     assert evaluated["checkpoint"]["init_from"] == checkpoint["data"]["init_from"]
     assert record["skipped_unreadable"] == 0
     # 6 generated tree images + 4 real crops + 6 synthetic masked faces, in batches of 12.
@@ -112,16 +150,32 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
         train(dataclasses.replace(config, image_size=96, out_dir=str(tmp_path / "other")))
 
     # Distilled from the first model on the MaskedFace-Net images, with occluded synthetic faces.
-    distilled = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "distilled"), teacher=str(first),
-                                                          distill_weight=1.0, occluded_share=0.5, augment="webcam")))
+    distilled = load_checkpoint(
+        train(
+            dataclasses.replace(
+                config,
+                out_dir=str(tmp_path / "distilled"),
+                teacher=str(first),
+                distill_weight=1.0,
+                occluded_share=0.5,
+                augment="webcam",
+            )
+        )
+    )
     assert distilled["data"]["teacher"]["file"] == str(first)
     assert math.isfinite(distilled["history"][0]["train_loss"])
     with pytest.raises(ValueError, match="teacher"):
         train(dataclasses.replace(config, out_dir=str(tmp_path / "no-teacher"), distill_weight=1.0))
 
     # The webcam mode's student: the first block of each repeat, distilled on every image as it sees it.
-    student_config = dataclasses.replace(config, out_dir=str(tmp_path / "student"), depths=(1, 1, 1), teacher=str(first),
-                                         distill_weight=1.0, distill_on="all")
+    student_config = dataclasses.replace(
+        config,
+        out_dir=str(tmp_path / "student"),
+        depths=(1, 1, 1),
+        teacher=str(first),
+        distill_weight=1.0,
+        distill_on="all",
+    )
     student = load_checkpoint(train(student_config))
     assert math.isfinite(student["history"][0]["train_loss"])
     assert not any(key.startswith(("backbone.repeat_1.1.", "backbone.repeat_2.1.")) for key in student["model"])
@@ -130,18 +184,30 @@ def test_fine_tuning_on_real_faces_and_synthetic_masks(tmp_path):
     with pytest.raises(ValueError, match="distill_on"):
         train(dataclasses.replace(student_config, out_dir=str(tmp_path / "bad"), distill_on="some"))
     # Its narrower step, started from the student's channels of largest batch-norm scale.
-    slim = load_checkpoint(train(dataclasses.replace(student_config, out_dir=str(tmp_path / "slim"),
-                                                     widths=(16, 20, 48, 48, 64),
-                                                     init_from=str(tmp_path / "student" / "model.pt"))))
+    slim = load_checkpoint(
+        train(
+            dataclasses.replace(
+                student_config,
+                out_dir=str(tmp_path / "slim"),
+                widths=(16, 20, 48, 48, 64),
+                init_from=str(tmp_path / "student" / "model.pt"),
+            )
+        )
+    )
     assert tuple(slim["config"]["widths"]) == (16, 20, 48, 48, 64)
     assert model_from_checkpoint(slim).backbone.mixed_6a.branch1[1].conv.weight.shape[:2] == (48, 48)
 
     # 30% held out: by its name's hash, face0 (unmasked) alone; scored each epoch, as a real face and masked.
-    held = load_checkpoint(train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True,
-                                                     real_validation_percent=30)))
+    held = load_checkpoint(
+        train(dataclasses.replace(config, out_dir=str(tmp_path / "held"), validate=True, real_validation_percent=30))
+    )
     faces = held["data"]["faces"]
-    assert (faces["real_faces"], faces["synthesis_sources"], faces["held_out_real_faces"],
-            faces["held_out_synthesis_sources"]) == (3, 1, 1, 1)
+    assert (
+        faces["real_faces"],
+        faces["synthesis_sources"],
+        faces["held_out_real_faces"],
+        faces["held_out_synthesis_sources"],
+    ) == (3, 1, 1, 1)
     (record,) = held["history"]
     assert record["real_val_accuracy"] in (0.0, 1.0) and record["real_val_synthetic_accuracy"] in (0.0, 1.0)
     assert 0.0 <= record["val_accuracy"] <= 1.0
@@ -160,13 +226,20 @@ def test_a_shallower_model_starts_from_the_first_blocks_of_a_full_one():
     images = torch.randn(2, 3, 80, 80)
     with torch.no_grad():
         torch.testing.assert_close(student(images)[0], full(images)[0])
-    with pytest.raises(ValueError, match="repeat_2 keeps 0..10"):
+    with pytest.raises(ValueError, match=r"repeat_2 keeps 0\.\.10"):
         Depths(1, 11, 1)
 
 
 def test_a_narrower_model_keeps_the_channels_of_largest_scale_of_a_wider_one():
-    from training.model import (FACENET_NORMALIZATION, WIDTH_CUTS, Depths, Preprocessing, Widths, build_model,
-                                state_for_widths)
+    from training.model import (
+        FACENET_NORMALIZATION,
+        WIDTH_CUTS,
+        Depths,
+        Preprocessing,
+        Widths,
+        build_model,
+        state_for_widths,
+    )
 
     torch.manual_seed(0)
     preprocessing = Preprocessing(80, **FACENET_NORMALIZATION)
@@ -179,7 +252,7 @@ def test_a_narrower_model_keeps_the_channels_of_largest_scale_of_a_wider_one():
             for producer, _ in cuts:
                 bn = wide.backbone.get_submodule(producer).bn
                 bn.weight.uniform_(0.5, 1.5)
-                silenced = torch.randperm(bn.num_features)[getattr(widths, name):]
+                silenced = torch.randperm(bn.num_features)[getattr(widths, name) :]
                 bn.weight[silenced] = 0.0
                 bn.bias[silenced] = 0.0
     narrow = build_model(preprocessing, depths=Depths(1, 1, 1), widths=widths).eval()
@@ -189,12 +262,12 @@ def test_a_narrower_model_keeps_the_channels_of_largest_scale_of_a_wider_one():
     images = torch.randn(2, 3, 80, 80)
     with torch.no_grad():
         torch.testing.assert_close(narrow(images)[0], wide(images)[0])
-    with pytest.raises(ValueError, match="conv2d_4a keeps 1..192"):
+    with pytest.raises(ValueError, match=r"conv2d_4a keeps 1\.\.192"):
         Widths(conv2d_4a=200)
 
 
 def test_held_out_real_faces_are_a_fixed_share_of_real_photos_only():
-    from training.train import is_held_out
+    from training.datasets import is_held_out
 
     names = [f"real-with-mask/photo{i}.png" for i in range(2000)]
     held = [name for name in names if is_held_out({"file": name, "source": "real-with-mask"}, 10)]
@@ -205,8 +278,8 @@ def test_held_out_real_faces_are_a_fixed_share_of_real_photos_only():
 
 
 def test_fp16_checkpoints_keep_values_that_overflow_fp16_in_fp32():
+    from training.checkpoint import checkpoint_payload
     from training.model import FACENET_NORMALIZATION, Preprocessing, build_model
-    from training.train import checkpoint_payload
 
     model = build_model(Preprocessing(80, **FACENET_NORMALIZATION))
     model.backbone.repeat_3[0].branch0.bn.running_var.fill_(2e5)  # as the paper recipe grows them
@@ -214,9 +287,15 @@ def test_fp16_checkpoints_keep_values_that_overflow_fp16_in_fp32():
     assert state["backbone.repeat_3.0.branch0.bn.running_var"].dtype == torch.float32
     assert state["backbone.repeat_3.0.branch0.bn.running_var"].eq(2e5).all()
     assert state["backbone.logits.weight"].dtype == torch.float16
-    rebuilt = model_from_checkpoint({"model": state, "config": {"dropout": 0.6}, "classes": list(CLASSES),
-                                     "reasons": ["nose", "chin", "nose_and_mouth"],
-                                     "preprocessing": model.preprocessing.to_dict()})
+    rebuilt = model_from_checkpoint(
+        {
+            "model": state,
+            "config": {"dropout": 0.6},
+            "classes": list(CLASSES),
+            "reasons": ["nose", "chin", "nose_and_mouth"],
+            "preprocessing": model.preprocessing.to_dict(),
+        }
+    )
     assert torch.isfinite(rebuilt.backbone.repeat_3[0].branch0.bn.running_var).all()
 
 
@@ -232,10 +311,33 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     data = make_tree(tmp_path / "data", per_class=2)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "training.train", "--data-root", str(data), "--out-dir", str(out), "--epochs", "1",
-               "--image-size", "80", "--batch-size", "6", "--num-workers", "0", "--validate", "true",
-               "--channels-last", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "masklens",
+        "train",
+        "--data-root",
+        str(data),
+        "--out-dir",
+        str(out),
+        "--epochs",
+        "1",
+        "--image-size",
+        "80",
+        "--batch-size",
+        "6",
+        "--num-workers",
+        "0",
+        "--validate",
+        "true",
+        "--channels-last",
+        "false",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = load_checkpoint(out / "model.pt")
@@ -248,8 +350,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
 def test_evaluation_is_deterministic_and_complete(tmp_path):
     data = make_tree(tmp_path / "data", per_class=3)
     model_path = train(TrainConfig(data_root=str(data), out_dir=str(tmp_path / "run"), epochs=1, **TINY))
-    config = EvalConfig(checkpoint=str(model_path), data_root=str(data), split="holdout",
-                        out_dir=str(tmp_path / "eval"))
+    config = EvalConfig(
+        checkpoint=str(model_path), data_root=str(data), split="holdout", out_dir=str(tmp_path / "eval")
+    )
     result = evaluate(config)
     first = (tmp_path / "eval" / "metrics-holdout.json").read_bytes()
     evaluate(config)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.predict import Predictor
-from export.video import LivePredictor, write_video
-from export.video import main as video_main
-from export.y4m import compose, write_y4m
+from masklens.predict import Predictor
+from masklens.video import LivePredictor, write_video
+from masklens.video import main as video_main
+from masklens.y4m import compose, write_y4m
 
 from .conftest import REPO, shared_data_or_skip
 from .scenes import PLACES, SCHEDULE, SEGMENT_FRAMES, expected_classes, make_scene, runs
@@ -35,8 +35,9 @@ def two_faces_video(path, frames: int = 5) -> list[np.ndarray]:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.video", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "masklens", "video", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def read_back(path) -> list[np.ndarray]:
@@ -47,8 +48,17 @@ def read_back(path) -> list[np.ndarray]:
 def test_cli_writes_the_track_log_and_the_annotated_video(exported_models, tmp_path):
     two_faces_video(tmp_path / "in.y4m")
     log, out = tmp_path / "tracks.jsonl", tmp_path / "annotated.mp4"
-    result = run_cli(str(tmp_path / "in.y4m"), "--models", str(exported_models), "--log", str(log),
-                     "--out", str(out), "--threads", "1")
+    result = run_cli(
+        str(tmp_path / "in.y4m"),
+        "--models",
+        str(exported_models),
+        "--log",
+        str(log),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     assert "5/5" in result.stderr  # the progress bar, with the frame count y4m gives through its duration
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -101,8 +111,19 @@ def test_bad_inputs_exit_with_status_2_and_write_nothing(exported_models, tmp_pa
     cases = {"notes.mp4": "not a video", "missing.mp4": "no such file", "empty.avi": "no frames"}
     for name, message in cases.items():
         with pytest.raises(SystemExit) as exit_:
-            video_main([str(tmp_path / name), "--models", str(exported_models), "--log", str(log),
-                        "--out", str(out), "--threads", "1"])
+            video_main(
+                [
+                    str(tmp_path / name),
+                    "--models",
+                    str(exported_models),
+                    "--log",
+                    str(log),
+                    "--out",
+                    str(out),
+                    "--threads",
+                    "1",
+                ]
+            )
         stderr = capsys.readouterr().err
         assert exit_.value.code == 2 and message in stderr, (name, stderr)
         assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -123,8 +144,11 @@ def test_the_scene_gives_each_place_its_classes_in_order(tmp_path):
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in log.read_text().splitlines()]
     for place, (x, y) in enumerate(PLACES):
-        at_place = [r for r in records if x <= (r["box"][0] + r["box"][2]) / 2 <= x + 256
-                    and y <= (r["box"][1] + r["box"][3]) / 2 <= y + 256]
+        at_place = [
+            r
+            for r in records
+            if x <= (r["box"][0] + r["box"][2]) / 2 <= x + 256 and y <= (r["box"][1] + r["box"][3]) / 2 <= y + 256
+        ]
         assert len({r["track"] for r in at_place}) == 1, place
         assert [r["frame"] for r in at_place] == list(range(SEGMENT_FRAMES * len(SCHEDULE[place])))
         assert runs([r["class"] for r in at_place], min_length=3) == expected_classes(place)
@@ -133,7 +157,7 @@ def test_the_scene_gives_each_place_its_classes_in_order(tmp_path):
 
 def test_y4m_round_trip_and_what_ffmpeg_reads(tmp_path):
     """write_y4m's frames come back from read_y4m and from PyAV (FFmpeg) alike, within 4:2:0 rounding."""
-    from export.y4m import read_y4m
+    from masklens.y4m import read_y4m
 
     rng = np.random.default_rng(0)
     frames = [np.repeat(np.repeat(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), 2, 0), 2, 1) for _ in range(3)]

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.chromium import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, serving
-from export.predict import Predictor
 from export.quantize import INT8_BOUNDS
+from masklens.predict import Predictor
+from studies.chromium import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, serving
 
 from .conftest import REPO, shared_data_or_skip
 from .scenes import FPS, PLACES, SCHEDULE, SEGMENT_FRAMES, expected_classes, make_scene, runs
@@ -51,8 +51,9 @@ def place_of(box) -> int:
 
 def follows_cycle(observed: list[str], cycle: list[str]) -> bool:
     """True when observed is a stretch of the cycle repeated, starting anywhere in it."""
-    return any(observed == [cycle[(start + i) % len(cycle)] for i in range(len(observed))]
-               for start in range(len(cycle)))
+    return any(
+        observed == [cycle[(start + i) % len(cycle)] for i in range(len(observed))] for start in range(len(cycle))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +95,9 @@ def _open_app(context, server, query: str = ""):
 
 def test_webcam_labels_follow_the_scene_and_stop_releases_the_camera(scene, shipped_server):
     with _playwright() as playwright:
-        browser = _chromium(playwright, "--use-fake-device-for-media-stream",
-                            f"--use-file-for-fake-video-capture={scene}")
+        browser = _chromium(
+            playwright, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={scene}"
+        )
         context = browser.new_context(permissions=["camera"], viewport={"width": 1000, "height": 900})
         page, errors = _open_app(context, shipped_server)
         page.click("#camera-start")
@@ -152,7 +154,7 @@ def test_screenshots_of_a_check_for_the_docs(scene, shipped_server, tmp_path):
     width into results/figures (the Try-it page shows them); the page's answer is the predictor's."""
     from PIL import Image
 
-    from export.y4m import read_y4m
+    from masklens.y4m import read_y4m
 
     frames, _ = read_y4m(scene)
     photo = tmp_path / "two-faces.png"
@@ -163,8 +165,10 @@ def test_screenshots_of_a_check_for_the_docs(scene, shipped_server, tmp_path):
     figures.mkdir(parents=True, exist_ok=True)
     with _playwright() as playwright:
         browser = _chromium(playwright)
-        for name, viewport, scale in (("desktop", {"width": 1200, "height": 900}, 1),
-                                      ("phone", {"width": 390, "height": 844}, 1)):
+        for name, viewport, scale in (
+            ("desktop", {"width": 1200, "height": 900}, 1),
+            ("phone", {"width": 390, "height": 844}, 1),
+        ):
             context = browser.new_context(viewport=viewport, device_scale_factor=scale)
             page, errors = _open_app(context, shipped_server)
             page.set_input_files("#file", str(photo))
@@ -190,7 +194,7 @@ def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tm
     Slow: software shaders take a while to compile."""
     from PIL import Image
 
-    from export.y4m import compose, write_y4m
+    from masklens.y4m import compose, write_y4m
 
     face = sorted(shared_data_or_skip("maskedface-net", "holdout", "covered").iterdir())[0]
     still = compose((640, 480), [(np.asarray(Image.open(face).convert("RGB").resize((256, 256))), 192, 112)])
@@ -202,8 +206,10 @@ def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tm
     with _playwright() as playwright:
         if not CHROMIUM.exists():
             _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            *WEBGPU_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[*WEBGPU_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"],
+        )
         context = browser.new_context(permissions=["camera"])
         for query in ("", "?backend=webgpu", "?backend=wasm"):
             page, errors = _open_app(context, shipped_server, query)
@@ -217,8 +223,9 @@ def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tm
                 deadline = time.monotonic() + 300
                 while not tracks and time.monotonic() < deadline:
                     time.sleep(2)
-                    tracks = next((step["tracks"] for step in page.evaluate("window.__masklens_live.log")
-                                   if step["tracks"]), [])
+                    tracks = next(
+                        (step["tracks"] for step in page.evaluate("window.__masklens_live.log") if step["tracks"]), []
+                    )
                 page.click("#camera-stop")
             answers[query] = {"backend": backend, "tracks": tracks, "faces": faces, "errors": errors}
             page.close()
@@ -228,13 +235,17 @@ def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tm
     assert gpu["backend"] == "webgpu" and cpu["backend"] == "wasm"
     assert [f["class"] for f in gpu["faces"]] == [f["class"] for f in cpu["faces"]] == ["covered"]
     for ours, theirs in zip(gpu["faces"], cpu["faces"]):
-        np.testing.assert_allclose(list(ours["probabilities"].values()), list(theirs["probabilities"].values()), atol=1e-3)
+        np.testing.assert_allclose(
+            list(ours["probabilities"].values()), list(theirs["probabilities"].values()), atol=1e-3
+        )
         assert ours["heatmaps"].keys() == theirs["heatmaps"].keys() == {"block8", "repeat_2"}
         for layer, maps in ours["heatmaps"].items():
             np.testing.assert_allclose(maps["data"], theirs["heatmaps"][layer]["data"], atol=0.02, err_msg=layer)
     assert len(gpu["tracks"]) == len(cpu["tracks"]) == 1, (gpu["tracks"], cpu["tracks"])
     assert gpu["tracks"][0]["class"] == cpu["tracks"][0]["class"] == "covered"
-    np.testing.assert_allclose(list(gpu["tracks"][0]["probabilities"].values()),
-                               list(cpu["tracks"][0]["probabilities"].values()),
-                               atol=INT8_BOUNDS["max_probability_difference"])
+    np.testing.assert_allclose(
+        list(gpu["tracks"][0]["probabilities"].values()),
+        list(cpu["tracks"][0]["probabilities"].values()),
+        atol=INT8_BOUNDS["max_probability_difference"],
+    )
     assert not any(answer["errors"] for answer in answers.values()), answers

@@ -1,45 +1,27 @@
 """Dataset index and loading for MaskedFace-Net-style folders.
 
 Layout read here: ``<root>/{train,validation,holdout}/{covered,incorrect,uncovered}/<name>.jpg``.
-The class order below is the single definition of the label order; checkpoints and the export
-manifest copy it from here, and every other consumer reads it from them.
+The class order is ``masklens.labels``' (the single definition).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import platform
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-CLASSES: tuple[str, ...] = ("covered", "incorrect", "uncovered")
-INCORRECT = CLASSES.index("incorrect")
+from masklens.files import IMAGE_SUFFIXES
+from masklens.labels import CLASSES, INCORRECT, NO_REASON, REASONS, reason_from_name
 
-# What is left uncovered when a mask is worn incorrectly, keyed by MaskedFace-Net's file-name suffix.
-REASONS: tuple[str, ...] = ("nose", "chin", "nose_and_mouth")
-REASON_SUFFIXES: dict[str, str] = {
-    "_Mask_Mouth_Chin": "nose",
-    "_Mask_Nose_Mouth": "chin",
-    "_Mask_Chin": "nose_and_mouth",
-}
-NO_REASON = -1
 SPLITS: tuple[str, ...] = ("train", "validation", "holdout")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-_REASON_PATTERN = re.compile("(" + "|".join(sorted(REASON_SUFFIXES, key=len, reverse=True)) + r")$")
+# A face crop of a photo known to show a mask, not whether it is worn correctly (training.faces' index).
+MASKED = "masked"
 
 
 class DatasetLayoutError(ValueError):
     """The folder does not have the expected split/class layout."""
-
-
-def reason_from_name(name: str) -> str | None:
-    """The uncovered part encoded in a MaskedFace-Net file name, or None when it has no reason suffix."""
-    match = _REASON_PATTERN.search(Path(name).stem)
-    return REASON_SUFFIXES[match.group(1)] if match else None
 
 
 @dataclass(frozen=True)
@@ -101,8 +83,9 @@ def index_split(root: str | Path, split: str, check_images: bool = True) -> Spli
     return index_folder(split_dir, check_images, root=Path(root), split=split)
 
 
-def index_folder(folder: str | Path, check_images: bool = True, root: Path | None = None,
-                 split: str = "") -> SplitIndex:
+def index_folder(
+    folder: str | Path, check_images: bool = True, root: Path | None = None, split: str = ""
+) -> SplitIndex:
     """Indexes ``folder/<class>/`` for every class in CLASSES.
 
     Raises DatasetLayoutError naming the first missing class folder. Files that are not decodable
@@ -124,8 +107,9 @@ def index_folder(folder: str | Path, check_images: bool = True, root: Path | Non
             reason_name = reason_from_name(path.name) if label == INCORRECT else None
             reason = REASONS.index(reason_name) if reason_name else NO_REASON
             samples.append(Sample(path=path, label=label, reason=reason))
-    return SplitIndex(root=root or folder, split=split or folder.name, samples=tuple(samples),
-                      unreadable=tuple(unreadable))
+    return SplitIndex(
+        root=root or folder, split=split or folder.name, samples=tuple(samples), unreadable=tuple(unreadable)
+    )
 
 
 @dataclass(frozen=True)
@@ -151,42 +135,3 @@ def index_mask_folder(root: str | Path, check_images: bool = True) -> BinaryFold
             else:
                 samples.append((path, has_mask))
     return BinaryFolderIndex(root=root, samples=tuple(samples), unreadable=tuple(unreadable))
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_json(path: str | Path, payload: dict) -> None:
-    """Stable JSON (sorted keys, fixed indent) so identical results give identical bytes."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def _cpuinfo(field: str) -> str | None:
-    """The first CPU's value of a /proc/cpuinfo field; None where there is no such file or field."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), None)
-
-
-def cpu_name() -> str:
-    """The CPU's model name, for records of where something ran."""
-    return _cpuinfo("model name") or platform.processor() or "unknown"
-
-
-# The x86 vector extensions that set native kernels' speed (onnxruntime picks its kernels by them), by
-# their /proc/cpuinfo flag.
-VECTOR_EXTENSIONS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI", "amx_int8": "AMX"}
-
-
-def cpu_vector_extensions() -> list[str]:
-    """Which of VECTOR_EXTENSIONS this CPU has (none known off Linux)."""
-    flags = (_cpuinfo("flags") or "").split()
-    return [name for flag, name in VECTOR_EXTENSIONS.items() if flag in flags]

@@ -1,8 +1,8 @@
 """Evaluation command: metrics JSON + figures for a checkpoint on a split, a class folder or real photos.
 
-    masklens-eval --checkpoint models/default.pt --split holdout --out-dir results/default
-    masklens-eval --checkpoint models/default.pt --folder ../shared/data/real-video-frames --name real-video-frames
-    masklens-eval --checkpoint models/default.pt --mask-folder ../shared/data/real-photos/test --name real-photos
+    masklens eval --checkpoint models/default.pt --split holdout --out-dir results/default
+    masklens eval --checkpoint models/default.pt --folder ../shared/data/real-video-frames --name real-video-frames
+    masklens eval --checkpoint models/default.pt --mask-folder ../shared/data/real-photos/test --name real-photos
 
 The same checkpoint evaluated twice gives byte-identical metrics JSON (fp32, fixed order, rounded floats).
 """
@@ -16,11 +16,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .cli import parse_config
-from .data import (CLASSES, INCORRECT, NO_REASON, REASONS, SPLITS, Sample, index_folder, index_mask_folder,
-                   index_split, sha256_of, write_json)
+from masklens.cli import parse_config
+from masklens.files import sha256_of, write_json
+from masklens.labels import CLASSES, INCORRECT, NO_REASON, REASONS
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data import SPLITS, Sample, index_folder, index_mask_folder, index_split
+from .datasets import FaceDataset, collate_skipping_unreadable
 from .metrics import confusion_matrix, expected_calibration_error, per_class_scores, reliability_bins
-from .train import FaceDataset, collate_skipping_unreadable, load_checkpoint, model_from_checkpoint, predict_batches
+from .scoring import predict_batches
 
 MASK_LABELS = ("with_mask", "without_mask")
 UNCOVERED = CLASSES.index("uncovered")
@@ -53,8 +57,13 @@ def _round(value, digits: int = 6):
 
 def predict_samples(model, samples: tuple[Sample, ...], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason probabilities for every sample, in order (fp32, eval mode)."""
-    loader = DataLoader(FaceDataset(samples, model.preprocessing, "none"), batch_size=batch_size,
-                        shuffle=False, num_workers=0, collate_fn=collate_skipping_unreadable)
+    loader = DataLoader(
+        FaceDataset(samples, model.preprocessing, "none"),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=0,
+        collate_fn=collate_skipping_unreadable,
+    )
     probs, reason_probs = [], []
     for p, rp, _, _ in predict_batches(model, loader, torch.device("cpu")):
         probs.append(p.numpy().astype(np.float64))
@@ -62,15 +71,29 @@ def predict_samples(model, samples: tuple[Sample, ...], batch_size: int) -> tupl
     return np.concatenate(probs), np.concatenate(reason_probs)
 
 
-def confident_mistakes(names: list[str], true_names: list[str], probs: np.ndarray, wrong: np.ndarray,
-                       limit: int) -> list[dict]:
+def confident_mistakes(
+    names: list[str], true_names: list[str], probs: np.ndarray, wrong: np.ndarray, limit: int
+) -> list[dict]:
     order = sorted(np.flatnonzero(wrong), key=lambda i: (-probs[i].max(), names[i]))[:limit]
-    return [{"file": names[i], "true": true_names[i], "predicted": CLASSES[int(probs[i].argmax())],
-             "confidence": float(probs[i].max())} for i in order]
+    return [
+        {
+            "file": names[i],
+            "true": true_names[i],
+            "predicted": CLASSES[int(probs[i].argmax())],
+            "confidence": float(probs[i].max()),
+        }
+        for i in order
+    ]
 
 
-def class_metrics(samples: tuple[Sample, ...], probs: np.ndarray, reason_probs: np.ndarray, names: list[str],
-                  reason_head_trained: bool, mistakes: int) -> dict:
+def class_metrics(
+    samples: tuple[Sample, ...],
+    probs: np.ndarray,
+    reason_probs: np.ndarray,
+    names: list[str],
+    reason_head_trained: bool,
+    mistakes: int,
+) -> dict:
     """Three-class metrics, with per-reason results for the incorrectly masked images."""
     labels = np.array([s.label for s in samples])
     reasons = np.array([s.reason for s in samples])
@@ -81,8 +104,7 @@ def class_metrics(samples: tuple[Sample, ...], probs: np.ndarray, reason_probs: 
         subset = reasons == r
         if not subset.any():
             continue
-        entry = {"images": int(subset.sum()),
-                 "class_accuracy": float((predictions[subset] == INCORRECT).mean())}
+        entry = {"images": int(subset.sum()), "class_accuracy": float((predictions[subset] == INCORRECT).mean())}
         if reason_head_trained:
             entry["reason_accuracy"] = float((reason_probs[subset].argmax(1) == r).mean())
         per_reason[reason] = entry
@@ -95,7 +117,7 @@ def class_metrics(samples: tuple[Sample, ...], probs: np.ndarray, reason_probs: 
             "confusion_matrix": confusion_matrix(reasons[has_reason], reason_predictions, len(REASONS)).tolist(),
         }
     return {
-        "images": int(len(labels)),
+        "images": len(labels),
         "accuracy": float((predictions == labels).mean()),
         "per_class": per_class_scores(matrix, CLASSES),
         "confusion_matrix": matrix.tolist(),
@@ -103,8 +125,9 @@ def class_metrics(samples: tuple[Sample, ...], probs: np.ndarray, reason_probs: 
         "reason_head": reason_summary,
         "expected_calibration_error": expected_calibration_error(probs, labels),
         "reliability": reliability_bins(probs, labels),
-        "most_confident_mistakes": confident_mistakes(names, [CLASSES[i] for i in labels], probs,
-                                                      predictions != labels, mistakes),
+        "most_confident_mistakes": confident_mistakes(
+            names, [CLASSES[i] for i in labels], probs, predictions != labels, mistakes
+        ),
     }
 
 
@@ -116,15 +139,19 @@ def mask_metrics(has_mask: np.ndarray, probs: np.ndarray, names: list[str], mist
     by_true = {}
     for label, mask_value in zip(MASK_LABELS, (True, False)):
         subset = has_mask == mask_value
-        by_true[label] = {"images": int(subset.sum()), "recall": float(right[subset].mean()) if subset.any() else 0.0,
-                          "predicted": {c: int((predictions[subset] == i).sum()) for i, c in enumerate(CLASSES)}}
+        by_true[label] = {
+            "images": int(subset.sum()),
+            "recall": float(right[subset].mean()) if subset.any() else 0.0,
+            "predicted": {c: int((predictions[subset] == i).sum()) for i, c in enumerate(CLASSES)},
+        }
     return {
-        "images": int(len(has_mask)),
+        "images": len(has_mask),
         "mask_accuracy": float(right.mean()),
         "balanced_accuracy": float(np.mean([v["recall"] for v in by_true.values()])),
         "per_label": by_true,
         "most_confident_mistakes": confident_mistakes(
-            names, [MASK_LABELS[0] if m else MASK_LABELS[1] for m in has_mask], probs, ~right, mistakes),
+            names, [MASK_LABELS[0] if m else MASK_LABELS[1] for m in has_mask], probs, ~right, mistakes
+        ),
     }
 
 
@@ -133,36 +160,52 @@ def evaluate(config: EvalConfig) -> dict:
     model = model_from_checkpoint(checkpoint)
     torch.manual_seed(0)
     reason_head_trained = checkpoint["config"].get("reason_weight", 0) > 0
-    header = {"checkpoint": {"file": Path(config.checkpoint).name, "sha256": sha256_of(config.checkpoint),
-                             "config": checkpoint["config"], "epochs": len(checkpoint["history"]),
-                             "train_images": checkpoint["data"]["train"]["images"],
-                             "git_commit": checkpoint["git_commit"],
-                             "init_from": checkpoint["data"].get("init_from"),
-                             # Only where there was one, so that older checkpoints' metrics keep their keys.
-                             **{key: checkpoint["data"][key] for key in ("teacher", "soup")
-                                if key in checkpoint["data"]}},
-              "classes": list(CLASSES), "reasons": list(REASONS)}
+    header = {
+        "checkpoint": {
+            "file": Path(config.checkpoint).name,
+            "sha256": sha256_of(config.checkpoint),
+            "config": checkpoint["config"],
+            "epochs": len(checkpoint["history"]),
+            "train_images": checkpoint["data"]["train"]["images"],
+            "git_commit": checkpoint["git_commit"],
+            "init_from": checkpoint["data"].get("init_from"),
+            # Only where there was one, so that older checkpoints' metrics keep their keys.
+            **{key: checkpoint["data"][key] for key in ("teacher", "soup") if key in checkpoint["data"]},
+        },
+        "classes": list(CLASSES),
+        "reasons": list(REASONS),
+    }
     if config.mask_folder:
         index = index_mask_folder(config.mask_folder)
         samples = tuple(Sample(path=p, label=UNCOVERED if not m else 0, reason=NO_REASON) for p, m in index.samples)
         probs, _ = predict_samples(model, samples, config.batch_size)
         names = [p.relative_to(index.root).as_posix() for p, _ in index.samples]
-        result = {**header, "kind": "mask", "data": {"folder": Path(config.mask_folder).as_posix(),
-                                                      "unreadable": [p.relative_to(index.root).as_posix()
-                                                                     for p in index.unreadable]},
-                  **mask_metrics(np.array([m for _, m in index.samples]), probs, names, config.mistakes)}
+        result = {
+            **header,
+            "kind": "mask",
+            "data": {
+                "folder": Path(config.mask_folder).as_posix(),
+                "unreadable": [p.relative_to(index.root).as_posix() for p in index.unreadable],
+            },
+            **mask_metrics(np.array([m for _, m in index.samples]), probs, names, config.mistakes),
+        }
         stem = config.name or Path(config.mask_folder).name
     else:
         index = index_folder(config.folder) if config.folder else index_split(config.data_root, config.split)
         probs, reason_probs = predict_samples(model, index.samples, config.batch_size)
         names = [s.path.relative_to(index.root).as_posix() for s in index.samples]
-        result = {**header, "kind": "classes", "data": index.summary(),
-                  **class_metrics(index.samples, probs, reason_probs, names, reason_head_trained, config.mistakes)}
+        result = {
+            **header,
+            "kind": "classes",
+            "data": index.summary(),
+            **class_metrics(index.samples, probs, reason_probs, names, reason_head_trained, config.mistakes),
+        }
         stem = config.name or (Path(config.folder).name if config.folder else config.split)
         if not config.folder:
             split_summaries = {s: index_split(config.data_root, s, check_images=False).summary() for s in SPLITS}
-            result["splits"] = {s: {k: v[k] for k in ("images", "classes", "reasons")}
-                                for s, v in split_summaries.items()}
+            result["splits"] = {
+                s: {k: v[k] for k in ("images", "classes", "reasons")} for s, v in split_summaries.items()
+            }
     # Only what determines the numbers: the same evaluation written elsewhere gives the same bytes.
     result["evaluation"] = {k: v for k, v in asdict(config).items() if k not in ("out_dir", "figures")}
     result["evaluation"]["checkpoint"] = Path(config.checkpoint).name
@@ -171,6 +214,7 @@ def evaluate(config: EvalConfig) -> dict:
     write_json(out_dir / f"metrics-{stem}.json", result)
     if config.figures:
         from . import figures
+
         figures.write_evaluation_figures(result, checkpoint["history"], out_dir / "figures", stem)
         if "splits" in result:
             figures.write_dataset_figures(result["splits"], out_dir / "figures")
@@ -182,7 +226,3 @@ def main(argv: list[str] | None = None) -> None:
     result = evaluate(config)
     headline = result.get("accuracy", result.get("mask_accuracy"))
     print(f"{result['kind']} accuracy {headline:.4f} on {result['images']} images -> {config.out_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,10 @@
 """Face crops of real photos, framed the way the site and the predictor frame them.
 
-    python -m training.faces --data ../shared/data --models models/onnx --out build/faces
+    masklens faces --data ../shared/data --models models/onnx --out build/faces
 
-Runs the shipped face finder (``export.mtcnn.find_faces`` with the rule ``SHIPPED_RULE``) on the
+Runs the shipped face finder (``masklens.mtcnn.find_faces`` with the rule ``SHIPPED_RULE``) on the
 training photos of each source in ``SOURCES``, keeps the largest face of each photo, cuts it out
-with the framing of ``results/framing.json`` (``export.framing.crop_face``) at ``crop_size`` pixels
+with the framing of ``results/framing.json`` (``masklens.framing.crop_face``) at ``crop_size`` pixels
 and writes it as PNG, with its five landmarks in crop pixels. ``index.json`` lists the crops:
 ``{"file", "source", "label", "landmarks", "score"}``; ``label`` is a class name, or ``masked`` for
 a weak label (covered or incorrect, unknown which); sources marked ``synth_source`` are unmasked
@@ -14,23 +14,22 @@ Only train folders are read: never a validation, holdout or test photo.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from export.framing import Framing, crop_box_for_face, crop_face, face_size
-from export.mtcnn import DetectionRule
-from export.predict import session_options
+from masklens.cli import parse_config
+from masklens.face_finder import SHIPPED_RULE, DetectionRule
+from masklens.files import IMAGE_SUFFIXES
+from masklens.framing import Framing, crop_box_for_face, crop_face, face_size
+from masklens.predict import session_options
+from masklens.preprocess import load_rgb
 
-from .data import IMAGE_SUFFIXES
-from .preprocess import load_rgb
-
-MASKED = "masked"  # weak label: a mask is worn, correctly or not
+from .data import MASKED
 
 
 @dataclass(frozen=True)
@@ -54,15 +53,24 @@ SOURCES: dict[str, FaceSource] = {
 def largest_face_crop(rgb: np.ndarray, faces, framing: Framing, size: int):
     """(crop uint8 [size, size, 3], landmarks [5, 2] in crop pixels, score) of the largest face."""
     face = max(faces, key=lambda f: face_size(f.box))
-    x1, y1, x2, y2 = crop_box_for_face(face.box, framing)
+    x1, y1, x2, _ = crop_box_for_face(face.box, framing)
     side = max(1, round(x2 - x1))
     scale = size / side
     landmarks = (np.asarray(face.landmarks, np.float64) - [round(x1), round(y1)]) * scale
     return crop_face(rgb, face.box, framing, size), landmarks, float(face.score)
 
 
-def prepare_source(data: Path, models: Path, out: Path, framing: Framing, rule: DetectionRule, size: int,
-                   name: str, source: FaceSource, threads: int = 1) -> tuple[list[dict], list[str]]:
+def prepare_source(
+    data: Path,
+    models: Path,
+    out: Path,
+    framing: Framing,
+    rule: DetectionRule,
+    size: int,
+    name: str,
+    source: FaceSource,
+    threads: int = 1,
+) -> tuple[list[dict], list[str]]:
     """Crops of one source: (index entries, photos without a face)."""
     detector = rule.detector(models, session_options(threads))
     folder = data / source.folder
@@ -85,15 +93,30 @@ def prepare_source(data: Path, models: Path, out: Path, framing: Framing, rule: 
         crop, landmarks, score = largest_face_crop(rgb, faces, framing, size)
         file = target / f"{path.stem}.png"
         Image.fromarray(crop).save(file)
-        entries.append({"file": str(file.relative_to(out)), "source": name, "label": source.label,
-                        "synth_source": source.synth_source, "landmarks": np.round(landmarks, 2).tolist(),
-                        "score": round(score, 4)})
+        entries.append(
+            {
+                "file": str(file.relative_to(out)),
+                "source": name,
+                "label": source.label,
+                "synth_source": source.synth_source,
+                "landmarks": np.round(landmarks, 2).tolist(),
+                "score": round(score, 4),
+            }
+        )
     print(f"{name}: {len(entries)} of {len(files)} photos with a face", flush=True)
     return entries, no_face
 
 
-def prepare(data: Path, models: Path, out: Path, framing: Framing, rule: DetectionRule, size: int,
-            sources: dict[str, FaceSource], jobs: int = 1) -> dict:
+def prepare(
+    data: Path,
+    models: Path,
+    out: Path,
+    framing: Framing,
+    rule: DetectionRule,
+    size: int,
+    sources: dict[str, FaceSource],
+    jobs: int = 1,
+) -> dict:
     """Every source's crops, ``jobs`` sources at a time (one process each); the index in source order."""
     tasks = [(data, models, out, framing, rule, size, name, source) for name, source in sources.items()]
     if jobs > 1:
@@ -101,31 +124,36 @@ def prepare(data: Path, models: Path, out: Path, framing: Framing, rule: Detecti
             parts = pool.starmap(prepare_source, tasks)
     else:
         parts = [prepare_source(*task) for task in tasks]
-    return {"faces": [e for entries, _ in parts for e in entries],
-            "no_face": [p for _, missed in parts for p in missed], "crop_size": size,
-            "rule": {"thresholds": list(rule.thresholds), "padding": rule.padding,
-                     "fallback_threshold": rule.fallback_threshold},
-            "sources": {name: source.folder for name, source in sources.items()}}
+    return {
+        "faces": [e for entries, _ in parts for e in entries],
+        "no_face": [p for _, missed in parts for p in missed],
+        "crop_size": size,
+        "rule": {
+            "thresholds": list(rule.thresholds),
+            "padding": rule.padding,
+            "fallback_threshold": rule.fallback_threshold,
+        },
+        "sources": {name: source.folder for name, source in sources.items()},
+    }
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    data: str = "../shared/data"
+    models: str = field(default="models/onnx", metadata={"help": "folder with pnet/rnet/onet.onnx"})
+    framing: str = "results/framing.json"
+    out: str = "build/faces"
+    size: int = field(default=192, metadata={"help": "crop side in pixels"})
+    sources: tuple[str, ...] = field(default=tuple(SOURCES), metadata={"help": "names of SOURCES"})
+    jobs: int = field(default=2, metadata={"help": "sources processed at once, one process each"})
 
 
 def main(argv: list[str] | None = None) -> None:
-    from export.mtcnn import SHIPPED_RULE
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data")
-    parser.add_argument("--models", default="models/onnx", help="folder with pnet/rnet/onet.onnx")
-    parser.add_argument("--framing", default="results/framing.json")
-    parser.add_argument("--out", default="build/faces")
-    parser.add_argument("--size", type=int, default=192, help="crop side in pixels")
-    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated names of SOURCES")
-    parser.add_argument("--jobs", type=int, default=2, help="sources processed at once, one process each")
-    args = parser.parse_args(argv)
-    framing = Framing(**json.loads(Path(args.framing).read_text())["all"]["framing"])
-    sources = {name: SOURCES[name] for name in args.sources.split(",")}
-    out = Path(args.out)
-    payload = prepare(Path(args.data), Path(args.models), out, framing, SHIPPED_RULE, args.size, sources, args.jobs)
+    config = parse_config(FacesConfig, argv, description=__doc__.splitlines()[0])
+    framing = Framing(**json.loads(Path(config.framing).read_text())["all"]["framing"])
+    sources = {name: SOURCES[name] for name in config.sources}
+    out = Path(config.out)
+    payload = prepare(
+        Path(config.data), Path(config.models), out, framing, SHIPPED_RULE, config.size, sources, config.jobs
+    )
     (out / "index.json").write_text(json.dumps(payload, indent=1) + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # No timestamps in the PNG metadata, so re-running the evaluation rewrites identical files.
 _SAVE = dict(dpi=120, bbox_inches="tight", metadata={"Software": None})
@@ -38,8 +38,13 @@ def reliability_figure(bins: list[dict], title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4, 4))
     used = [b for b in bins if b["count"]]
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    ax.bar([(b["low"] + b["high"]) / 2 for b in used], [b["accuracy"] for b in used],
-           width=used[0]["high"] - used[0]["low"] if used else 0.05, edgecolor="black", alpha=0.7)
+    ax.bar(
+        [(b["low"] + b["high"]) / 2 for b in used],
+        [b["accuracy"] for b in used],
+        width=used[0]["high"] - used[0]["low"] if used else 0.05,
+        edgecolor="black",
+        alpha=0.7,
+    )
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
     ax.set_title(title)
@@ -81,18 +86,33 @@ def counts_figure(summaries: dict[str, dict], key: str, title: str, path: Path) 
 
 def write_evaluation_figures(result: dict, history: list[dict], out_dir: Path, stem: str) -> None:
     if result["kind"] == "classes":
-        confusion_figure(result["confusion_matrix"], result["classes"], result["classes"],
-                         f"{stem}: accuracy {result['accuracy']:.2%}", out_dir / f"confusion-{stem}.png")
-        reliability_figure(result["reliability"], f"{stem}: ECE {result['expected_calibration_error']:.3f}",
-                           out_dir / f"reliability-{stem}.png")
+        confusion_figure(
+            result["confusion_matrix"],
+            result["classes"],
+            result["classes"],
+            f"{stem}: accuracy {result['accuracy']:.2%}",
+            out_dir / f"confusion-{stem}.png",
+        )
+        reliability_figure(
+            result["reliability"],
+            f"{stem}: ECE {result['expected_calibration_error']:.3f}",
+            out_dir / f"reliability-{stem}.png",
+        )
     else:
         matrix = [[row["predicted"][c] for c in result["classes"]] for row in result["per_label"].values()]
-        confusion_figure(matrix, list(result["per_label"]), result["classes"],
-                         f"{stem}: mask accuracy {result['mask_accuracy']:.2%}", out_dir / f"confusion-{stem}.png")
+        confusion_figure(
+            matrix,
+            list(result["per_label"]),
+            result["classes"],
+            f"{stem}: mask accuracy {result['mask_accuracy']:.2%}",
+            out_dir / f"confusion-{stem}.png",
+        )
     if history:  # a weight average (training.soup) was not trained: no curves
         training_curves_figure(history, out_dir / "training-curves.png")
 
 
 def write_dataset_figures(split_summaries: dict[str, dict], out_dir: Path) -> None:
     counts_figure(split_summaries, "classes", "Images per class", out_dir / "dataset-classes.png")
-    counts_figure(split_summaries, "reasons", "Incorrectly worn masks: what is uncovered", out_dir / "dataset-reasons.png")
+    counts_figure(
+        split_summaries, "reasons", "Incorrectly worn masks: what is uncovered", out_dir / "dataset-reasons.png"
+    )

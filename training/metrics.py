@@ -36,9 +36,15 @@ def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 
     for low, high in zip(edges[:-1], edges[1:]):
         in_bin = (confidence > low) & (confidence <= high)
         count = int(in_bin.sum())
-        rows.append({"low": float(low), "high": float(high), "count": count,
-                     "confidence": float(confidence[in_bin].mean()) if count else 0.0,
-                     "accuracy": float(correct[in_bin].mean()) if count else 0.0})
+        rows.append(
+            {
+                "low": float(low),
+                "high": float(high),
+                "count": count,
+                "confidence": float(confidence[in_bin].mean()) if count else 0.0,
+                "accuracy": float(correct[in_bin].mean()) if count else 0.0,
+            }
+        )
     return rows
 
 

@@ -21,12 +21,23 @@ from facenet_pytorch import InceptionResnetV1
 from facenet_pytorch.models.inception_resnet_v1 import BasicConv2d
 from torch import nn
 
-from .data import CLASSES, REASONS
+from masklens.labels import CLASSES, REASONS
 
 # Trunk stages in forward order; Grad-CAM target layers are named by these.
 STAGES: tuple[str, ...] = (
-    "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
-    "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
+    "conv2d_1a",
+    "conv2d_2a",
+    "conv2d_2b",
+    "maxpool_3a",
+    "conv2d_3b",
+    "conv2d_4a",
+    "conv2d_4b",
+    "repeat_1",
+    "mixed_6a",
+    "repeat_2",
+    "mixed_7a",
+    "repeat_3",
+    "block8",
 )
 
 
@@ -89,8 +100,12 @@ WIDTH_CUTS: dict[str, tuple[tuple[str, str], ...]] = {
     "conv2d_3b": (("conv2d_3b", "conv2d_4a"),),
     "conv2d_4a": (("conv2d_4a", "conv2d_4b"),),
     "mixed_6a": (("mixed_6a.branch1.0", "mixed_6a.branch1.1"), ("mixed_6a.branch1.1", "mixed_6a.branch1.2")),
-    "mixed_7a": (("mixed_7a.branch0.0", "mixed_7a.branch0.1"), ("mixed_7a.branch1.0", "mixed_7a.branch1.1"),
-                 ("mixed_7a.branch2.0", "mixed_7a.branch2.1"), ("mixed_7a.branch2.1", "mixed_7a.branch2.2")),
+    "mixed_7a": (
+        ("mixed_7a.branch0.0", "mixed_7a.branch0.1"),
+        ("mixed_7a.branch1.0", "mixed_7a.branch1.1"),
+        ("mixed_7a.branch2.0", "mixed_7a.branch2.1"),
+        ("mixed_7a.branch2.1", "mixed_7a.branch2.2"),
+    ),
 }
 
 # The webcam student's second step: half of every width above, about half the live graph's work again
@@ -108,8 +123,13 @@ def narrow(backbone: nn.Module, widths: Widths) -> None:
     for path, sizes in channels.items():
         layer = backbone.get_submodule(path)
         conv = layer.conv
-        narrowed = BasicConv2d(sizes.get("in", conv.in_channels), sizes.get("out", conv.out_channels),
-                               conv.kernel_size, conv.stride, conv.padding)
+        narrowed = BasicConv2d(
+            sizes.get("in", conv.in_channels),
+            sizes.get("out", conv.out_channels),
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+        )
         parent, _, child = path.rpartition(".")
         setattr(backbone.get_submodule(parent) if parent else backbone, child, narrowed)
 
@@ -147,9 +167,13 @@ class Preprocessing:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Preprocessing":
-        return cls(size=int(values["size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
-                   interpolation=values.get("interpolation", "bilinear"))
+    def from_dict(cls, values: dict) -> Preprocessing:
+        return cls(
+            size=int(values["size"]),
+            mean=tuple(values["mean"]),
+            std=tuple(values["std"]),
+            interpolation=values.get("interpolation", "bilinear"),
+        )
 
 
 # facenet-pytorch's fixed_image_standardization, (255 x - 127.5) / 128, written as mean/std on [0, 1].
@@ -165,18 +189,20 @@ class MaskClassifier(nn.Module):
     masked faces; it answers "what is uncovered" and never changes the 3-class answer.
     """
 
-    def __init__(self, preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(),
-                 widths: Widths = Widths()):
+    def __init__(
+        self, preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(), widths: Widths = Widths()
+    ):
         super().__init__()
         self.preprocessing = preprocessing
         self.depths = depths
         self.widths = widths
         self.classes = CLASSES
         self.reasons = REASONS
-        self.backbone = InceptionResnetV1(pretrained=None, classify=True, num_classes=len(CLASSES),
-                                          dropout_prob=dropout)
+        self.backbone = InceptionResnetV1(
+            pretrained=None, classify=True, num_classes=len(CLASSES), dropout_prob=dropout
+        )
         for name in REPEATS:
-            setattr(self.backbone, name, getattr(self.backbone, name)[:getattr(depths, name)])
+            setattr(self.backbone, name, getattr(self.backbone, name)[: getattr(depths, name)])
         if widths != Widths():
             narrow(self.backbone, widths)
         self.reason_head = nn.Linear(self.backbone.last_linear.out_features, len(REASONS))
@@ -191,7 +217,7 @@ class MaskClassifier(nn.Module):
 
     def forward_from(self, x: torch.Tensor, stage: str) -> torch.Tensor:
         """Runs the trunk from just after ``stage`` to the end of ``block8``."""
-        for name in STAGES[STAGES.index(stage) + 1:]:
+        for name in STAGES[STAGES.index(stage) + 1 :]:
             x = getattr(self.backbone, name)(x)
         return x
 
@@ -212,16 +238,19 @@ class MaskClassifier(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def build_model(preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(),
-                widths: Widths = Widths()) -> MaskClassifier:
+def build_model(
+    preprocessing: Preprocessing, dropout: float = 0.6, depths: Depths = Depths(), widths: Widths = Widths()
+) -> MaskClassifier:
     return MaskClassifier(preprocessing, dropout=dropout, depths=depths, widths=widths)
 
 
 def state_for_depths(state: dict[str, torch.Tensor], depths: Depths) -> dict[str, torch.Tensor]:
     """A deeper model's weights for a model of ``depths``: the first blocks of each repeat, the rest dropped."""
+
     def kept(key: str) -> bool:
         parts = key.split(".")
         if len(parts) > 2 and parts[0] == "backbone" and parts[1] in REPEATS:
             return int(parts[2]) < getattr(depths, parts[1])
         return True
+
     return {key: value for key, value in state.items() if kept(key)}

@@ -1,4 +1,4 @@
-"""Weight averaging: ``masklens-soup --checkpoints models/real.pt runs/real-webcam/model.pt --out models/real-soup.pt``.
+"""Weight averaging: ``masklens soup --checkpoints models/real.pt runs/real-webcam/model.pt --out models/real-soup.pt``.
 
 A "model soup" (Wortsman et al., 2022; WiSE-FT when one ingredient is the other's starting point):
 the element-wise mean of the weights of models fine-tuned from one another, batch-norm statistics
@@ -18,15 +18,18 @@ from pathlib import Path
 
 import torch
 
-from .cli import parse_config
-from .data import sha256_of
-from .train import load_checkpoint, storable
+from masklens.cli import parse_config
+from masklens.files import sha256_of
+
+from .checkpoint import load_checkpoint, storable
 
 
 @dataclass(frozen=True)
 class SoupConfig:
     checkpoints: tuple[str, ...] = field(default=(), metadata={"help": "the ingredients, model.pt checkpoints"})
-    weights: tuple[float, ...] = field(default=(), metadata={"help": "one per ingredient, summing to 1 (default: equal)"})
+    weights: tuple[float, ...] = field(
+        default=(), metadata={"help": "one per ingredient, summing to 1 (default: equal)"}
+    )
     out: str = field(default="models/real-soup.pt", metadata={"help": "the averaged checkpoint"})
 
 
@@ -51,8 +54,10 @@ def make_soup(config: SoupConfig) -> dict:
             continue
         mean = sum(w * c["model"][name].double() for w, c in zip(weights, checkpoints))
         averaged[name] = storable(mean.float(), torch.float16)
-    ingredients = [{"file": str(path), "sha256": sha256_of(path), "weight": weight}
-                   for path, weight in zip(config.checkpoints, weights)]
+    ingredients = [
+        {"file": str(path), "sha256": sha256_of(path), "weight": weight}
+        for path, weight in zip(config.checkpoints, weights)
+    ]
     # Not trained itself: no history of its own (the ingredients' are in their checkpoints).
     return {**last, "model": averaged, "history": [], "data": {**last["data"], "soup": ingredients}}
 
@@ -63,7 +68,3 @@ def main(argv: list[str] | None = None) -> None:
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(soup, config.out)
     print(f"wrote {config.out}: the mean of {len(config.checkpoints)} checkpoints")
-
-
-if __name__ == "__main__":
-    main()

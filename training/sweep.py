@@ -1,4 +1,4 @@
-"""Recipe sweep: ``masklens-sweep --variants augment=flip,epochs=8 augment=standard,epochs=3 ...``
+"""Recipe sweep: ``masklens sweep --variants augment=flip,epochs=8 augment=standard,epochs=3 ...``
 
 Trains each variant of a preset at the same time, one process each (a GPU or a many-core machine
 takes them side by side), into ``runs_dir/<variant>``, then writes ``out``: per variant its
@@ -18,21 +18,30 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import parse_config
-from .data import write_json
-from .train import PRESETS, TrainConfig
+from masklens.cli import parse_config
+from masklens.files import write_json
+
+from .config import PRESETS, TrainConfig
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     preset: str = field(default="default", metadata={"help": "the recipe the variants change"})
     variants: tuple[str, ...] = field(
-        default=("augment=standard,epochs=3", "augment=flip,epochs=5", "augment=standard,epochs=6",
-                 "augment=flip,epochs=8", "augment=standard,epochs=10"),
-        metadata={"help": "each FIELD=VALUE[,FIELD=VALUE...] of TrainConfig"})
+        default=(
+            "augment=standard,epochs=3",
+            "augment=flip,epochs=5",
+            "augment=standard,epochs=6",
+            "augment=flip,epochs=8",
+            "augment=standard,epochs=10",
+        ),
+        metadata={"help": "each FIELD=VALUE[,FIELD=VALUE...] of TrainConfig"},
+    )
     train_flags: str = field(default="", metadata={"help": "flags for every run, e.g. '--bf16 true'"})
-    score: tuple[str, ...] = field(default=("val_accuracy",), metadata={
-        "help": "validation metrics whose final values' mean decides (e.g. real_val_accuracy too)"})
+    score: tuple[str, ...] = field(
+        default=("val_accuracy",),
+        metadata={"help": "validation metrics whose final values' mean decides (e.g. real_val_accuracy too)"},
+    )
     runs_dir: str = "runs/sweep"
     out: str = "results/sweep.json"
     launch: bool = field(default=True, metadata={"help": "false: only summarise finished runs"})
@@ -60,9 +69,20 @@ def launch(config: SweepConfig) -> None:
         out_dir = Path(config.runs_dir) / run_name(overrides)
         out_dir.mkdir(parents=True, exist_ok=True)
         flags = [arg for name, value in overrides.items() for arg in ("--" + name.replace("_", "-"), value)]
-        command = [sys.executable, "-m", "training.train", "--preset", config.preset, "--out-dir", str(out_dir),
-                   "--validate", "true", *flags, *shlex.split(config.train_flags)]
-        log = open(out_dir / "train.log", "w")
+        command = [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--preset",
+            config.preset,
+            "--out-dir",
+            str(out_dir),
+            "--validate",
+            "true",
+            *flags,
+            *shlex.split(config.train_flags),
+        ]
+        log = open(out_dir / "train.log", "w")  # noqa: SIM115 (open while its run goes on; closed below)
         processes.append((variant, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log))
     failed = []
     for variant, process, log in processes:
@@ -86,16 +106,26 @@ def summarise(config: SweepConfig) -> dict:
         if missing:
             raise ValueError(f"{history_path}: no {missing} in its history, so it cannot be compared")
         metrics = [name for name in history[-1] if name.startswith(("val_", "real_val_"))]
-        variants.append({
-            "variant": variant, "overrides": overrides, "device": history[0].get("device"),
-            "config": {name: value for name, value in run_config.items() if name not in ("out_dir", "num_workers")},
-            "seconds": round(sum(record["seconds"] for record in history), 1),
-            **{name: [record[name] for record in history] for name in metrics},
-            "score": sum(history[-1][name] for name in config.score) / len(config.score)})
+        variants.append(
+            {
+                "variant": variant,
+                "overrides": overrides,
+                "device": history[0].get("device"),
+                "config": {name: value for name, value in run_config.items() if name not in ("out_dir", "num_workers")},
+                "seconds": round(sum(record["seconds"] for record in history), 1),
+                **{name: [record[name] for record in history] for name in metrics},
+                "score": sum(history[-1][name] for name in config.score) / len(config.score),
+            }
+        )
     chosen = max(variants, key=lambda v: (v["score"], -v["val_loss"][-1]))
-    return {"preset": config.preset, "train_flags": config.train_flags, "score": list(config.score),
-            "rule": f"highest mean of the final {', '.join(config.score)}, then lowest final validation loss",
-            "variants": variants, "chosen": chosen["variant"]}
+    return {
+        "preset": config.preset,
+        "train_flags": config.train_flags,
+        "score": list(config.score),
+        "rule": f"highest mean of the final {', '.join(config.score)}, then lowest final validation loss",
+        "variants": variants,
+        "chosen": chosen["variant"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,7 +137,3 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarise(config)
     write_json(config.out, summary)
     print(f"chosen: {summary['chosen']} -> {Path(config.runs_dir) / run_name(parse_variant(summary['chosen']))}")
-
-
-if __name__ == "__main__":
-    main()

@@ -28,7 +28,7 @@ a singer or a hand at the lips a mask worn badly (the FFHQ faces it gets wrong).
 from __future__ import annotations
 
 import configparser
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,7 +36,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .data import IMAGE_SUFFIXES, REASONS
+from masklens.cli import parse_config
+from masklens.files import IMAGE_SUFFIXES
+from masklens.labels import REASONS
 
 # Placement name -> what it leaves uncovered (None: the mask is worn correctly).
 PLACEMENTS: tuple[str, ...] = ("covered", *REASONS)
@@ -51,6 +53,7 @@ OCCLUDERS: tuple[str, ...] = ("microphone", "fingers", "stick")
 @dataclass(frozen=True)
 class FacePoints:
     """The face frame and the heights (in d below the eyes' midpoint, along v) of its parts."""
+
     eyes: np.ndarray  # midpoint of the eyes, pixels
     u: np.ndarray  # unit vector from the image-left eye to the other
     v: np.ndarray  # unit vector perpendicular to u, towards the mouth
@@ -85,8 +88,18 @@ def face_points(landmarks: np.ndarray) -> FacePoints:
     nose_down = float((nose - eyes) @ v) / d
     mouth_down = max(float((mouth_mid - eyes) @ v) / d, nose_down + 0.2)
     turn = float((nose - eyes) @ u) / d
-    return FacePoints(eyes=eyes, u=u, v=v, d=d, nose=nose_down, mouth=mouth_down, lip=mouth_down + 0.2,
-                      chin=mouth_down + 0.75, centre=turn * 0.5, turn=turn)
+    return FacePoints(
+        eyes=eyes,
+        u=u,
+        v=v,
+        d=d,
+        nose=nose_down,
+        mouth=mouth_down,
+        lip=mouth_down + 0.2,
+        chin=mouth_down + 0.75,
+        centre=turn * 0.5,
+        turn=turn,
+    )
 
 
 def placement_points(face: FacePoints, placement: str) -> np.ndarray:
@@ -105,10 +118,16 @@ def placement_points(face: FacePoints, placement: str) -> np.ndarray:
     left, right = 1.0 * (1 + 1.5 * face.turn), 1.0 * (1 - 1.5 * face.turn)
     left, right = float(np.clip(left, 0.4, 1.6)), float(np.clip(right, 0.4, 1.6))
     lower = 0.85
-    return np.stack([
-        face.point(-left, top), face.point(0, top), face.point(right, top),
-        face.point(-lower * left, side_bottom), face.point(0, bottom), face.point(lower * right, side_bottom),
-    ]).astype(np.float32)
+    return np.stack(
+        [
+            face.point(-left, top),
+            face.point(0, top),
+            face.point(right, top),
+            face.point(-lower * left, side_bottom),
+            face.point(0, bottom),
+            face.point(lower * right, side_bottom),
+        ]
+    ).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -137,8 +156,10 @@ def load_mask_library(root: str | Path) -> MaskLibrary:
         raise FileNotFoundError(f"no masks.cfg in {root}")
     templates = {}
     for name in config.sections():
-        if not any(name == kind or name.startswith(kind + "_") and name[len(kind) + 1:] in ("left", "right")
-                   for kind in MASK_KINDS):
+        if not any(
+            name == kind or (name.startswith(kind + "_") and name[len(kind) + 1 :] in ("left", "right"))
+            for kind in MASK_KINDS
+        ):
             continue
         path = root / "templates" / f"{name}.png"
         rgba = np.asarray(Image.open(path).convert("RGBA"))
@@ -147,8 +168,11 @@ def load_mask_library(root: str | Path) -> MaskLibrary:
     missing = [kind for kind in MASK_KINDS if kind not in templates]
     if missing:
         raise FileNotFoundError(f"mask templates missing from {root}: {missing}")
-    textures = tuple(np.asarray(Image.open(p).convert("RGB"))
-                     for p in sorted((root / "textures").rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
+    textures = tuple(
+        np.asarray(Image.open(p).convert("RGB"))
+        for p in sorted((root / "textures").rglob("*"))
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    )
     return MaskLibrary(templates, textures)
 
 
@@ -176,14 +200,20 @@ def style_template(template: Template, library: MaskLibrary, rng: np.random.Gene
         scale = rng.uniform(0.3, 1.0) * rgba.shape[1] / texture.shape[1]
         texture = cv2.resize(texture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         reps = (-(-rgba.shape[0] // texture.shape[0]), -(-rgba.shape[1] // texture.shape[1]), 1)
-        fill = np.tile(texture, reps)[:rgba.shape[0], :rgba.shape[1]].astype(np.float32)
+        fill = np.tile(texture, reps)[: rgba.shape[0], : rgba.shape[1]].astype(np.float32)
     out = rgba.copy()
     out[..., :3] = np.clip(fill * (0.35 + 0.65 * shade), 0, 255)
     return out
 
 
-def fit_mask(rgb: np.ndarray, landmarks: np.ndarray, placement: str, library: MaskLibrary,
-             rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+def fit_mask(
+    rgb: np.ndarray,
+    landmarks: np.ndarray,
+    placement: str,
+    library: MaskLibrary,
+    rng: np.random.Generator,
+    kind: str | None = None,
+) -> np.ndarray:
     """Returns a copy of the RGB uint8 photo with a mask fitted onto the face of the landmarks."""
     face = face_points(landmarks)
     kind = kind or MASK_KINDS[rng.integers(len(MASK_KINDS))]
@@ -195,8 +225,9 @@ def fit_mask(rgb: np.ndarray, landmarks: np.ndarray, placement: str, library: Ma
         raise ValueError("the mask's anchor points could not be fitted to the face")
     styled = style_template(template, library, rng)
     height, width = rgb.shape[:2]
-    warped = cv2.warpPerspective(styled, homography, (width, height), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = cv2.warpPerspective(
+        styled, homography, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     alpha = cv2.GaussianBlur(warped[..., 3], (0, 0), sigmaX=max(0.6, 0.012 * face.d)) / 255.0
     mask_rgb = warped[..., :3]
     covered = alpha > 0.5
@@ -209,8 +240,9 @@ def fit_mask(rgb: np.ndarray, landmarks: np.ndarray, placement: str, library: Ma
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def _draw_occluder(face: FacePoints, kind: str, shape: tuple[int, int], rng: np.random.Generator,
-                   scale: int = 4) -> np.ndarray:
+def _draw_occluder(
+    face: FacePoints, kind: str, shape: tuple[int, int], rng: np.random.Generator, scale: int = 4
+) -> np.ndarray:
     """The occluder's coverage [H, W] in 0..1, drawn ``scale`` times larger and shrunk (smooth edges)."""
     canvas = np.zeros((shape[0] * scale, shape[1] * scale), np.uint8)
 
@@ -236,22 +268,30 @@ def _draw_occluder(face: FacePoints, kind: str, shape: tuple[int, int], rng: np.
         top = mouth - rng.uniform(0.15, 0.45)
         for i in range(count):
             across = start + i * finger * 1.1
-            cv2.line(canvas, at(across, top), at(across + rng.uniform(-0.1, 0.1), face.chin + 1.0),
-                     255, width(finger), cv2.LINE_AA)
+            cv2.line(
+                canvas,
+                at(across, top),
+                at(across + rng.uniform(-0.1, 0.1), face.chin + 1.0),
+                255,
+                width(finger),
+                cv2.LINE_AA,
+            )
     elif kind == "stick":  # thin, at any angle, through the mouth
         angle = rng.uniform(-0.6, 0.6)
         length = rng.uniform(0.8, 1.6)
         centre = np.array([rng.uniform(-0.3, 0.3), mouth])
         offset = length / 2 * np.array([np.cos(angle), np.sin(angle)])
-        cv2.line(canvas, at(*(centre - offset)), at(*(centre + offset)), 255, width(rng.uniform(0.04, 0.09)),
-                 cv2.LINE_AA)
+        cv2.line(
+            canvas, at(*(centre - offset)), at(*(centre + offset)), 255, width(rng.uniform(0.04, 0.09)), cv2.LINE_AA
+        )
     else:
         raise ValueError(f"unknown occluder {kind!r}; expected one of {OCCLUDERS}")
     return cv2.resize(canvas, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
-def fit_occluder(rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                 kind: str | None = None) -> np.ndarray:
+def fit_occluder(
+    rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, kind: str | None = None
+) -> np.ndarray:
     """A copy of the RGB uint8 photo with a thing at the mouth that is not a mask (``OCCLUDERS``).
 
     Every one is narrower than a mask: it never hides the whole lower face. Fingers take the colour
@@ -263,7 +303,7 @@ def fit_occluder(rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     alpha = _draw_occluder(face, kind, rgb.shape[:2], rng)
     if kind == "fingers":
         x, y = np.clip(face.point(-0.45, 0.45), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1]).astype(int)
-        patch = rgb[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].reshape(-1, 3).astype(np.float32)
+        patch = rgb[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].reshape(-1, 3).astype(np.float32)
         colour = patch.mean(axis=0) * rng.uniform(0.85, 1.1)
     elif kind == "microphone":
         colour = np.full(3, rng.choice([25.0, 60.0, 110.0, 170.0])) + rng.normal(0, 8, 3)
@@ -275,8 +315,9 @@ def fit_occluder(rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generato
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def mask_coverage(rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: str, library: MaskLibrary,
-                  kind: str = "surgical") -> np.ndarray:
+def mask_coverage(
+    rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: str, library: MaskLibrary, kind: str = "surgical"
+) -> np.ndarray:
     """The alpha [H, W] in 0..1 that a mask of this placement would have, without misfit (for tests)."""
     face = face_points(landmarks)
     template = library.template_for(kind, face.turn)
@@ -285,14 +326,21 @@ def mask_coverage(rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: 
     return cv2.warpPerspective(alpha, homography, (rgb_shape[1], rgb_shape[0]), flags=cv2.INTER_LINEAR)
 
 
-def example_figure(faces_index: str | Path, templates: str | Path, out: str | Path, rows: int = 5,
-                   seed: int = 0, source: str = "mfn-uncovered") -> None:
+def example_figure(
+    faces_index: str | Path,
+    templates: str | Path,
+    out: str | Path,
+    rows: int = 5,
+    seed: int = 0,
+    source: str = "mfn-uncovered",
+) -> None:
     """A grid for the docs: unmasked faces of one source of ``training.faces``' index (by default
     MaskedFace-Net's FFHQ faces, whose licence allows showing them), then each placement fitted, then
     an occluder that is not a mask."""
     import json
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -301,8 +349,14 @@ def example_figure(faces_index: str | Path, templates: str | Path, out: str | Pa
     rng = np.random.default_rng(seed)
     chosen = [entries[i] for i in sorted(rng.choice(len(entries), size=rows, replace=False))]
     library = load_mask_library(templates)
-    titles = ["unmasked", "covered", "nose uncovered", "chin uncovered", "nose and mouth uncovered",
-              "not a mask: uncovered"]
+    titles = [
+        "unmasked",
+        "covered",
+        "nose uncovered",
+        "chin uncovered",
+        "nose and mouth uncovered",
+        "not a mask: uncovered",
+    ]
     figure, axes = plt.subplots(rows, len(titles), figsize=(2 * len(titles), 2 * rows))
     for row, entry in enumerate(chosen):
         rgb = np.asarray(Image.open(index_path.parent / entry["file"]).convert("RGB"))
@@ -322,18 +376,15 @@ def example_figure(faces_index: str | Path, templates: str | Path, out: str | Pa
     plt.close(figure)
 
 
+@dataclass(frozen=True)
+class SynthFigureConfig:
+    faces: str = field(default="build/faces/index.json", metadata={"help": "index.json of masklens faces"})
+    templates: str = "../shared/data/mask-templates"
+    out: str = "results/figures/synthetic-masks.png"
+    rows: int = 5
+    seed: int = 0
+
+
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Draw examples of synthesised masked faces.")
-    parser.add_argument("--faces", default="build/faces/index.json", help="index.json of training.faces")
-    parser.add_argument("--templates", default="../shared/data/mask-templates")
-    parser.add_argument("--out", default="results/figures/synthetic-masks.png")
-    parser.add_argument("--rows", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    example_figure(args.faces, args.templates, args.out, args.rows, args.seed)
-
-
-if __name__ == "__main__":
-    main()
+    config = parse_config(SynthFigureConfig, argv, description="Draw examples of synthesised masked faces.")
+    example_figure(config.faces, config.templates, config.out, config.rows, config.seed)

@@ -280,7 +280,7 @@ async function grabFrame(current) {
 /** Draws the overlay: the last step's labels on these tracks' boxes. */
 function redraw(current, tracks) {
   const { view } = current;
-  drawLive(ui.overlay, { ...view, tracks }, manifest, { heatmapLayer: ui.liveHeatmap.checked ? manifest.classifier.live.target_layers[0] : null });
+  drawLive(ui.overlay, { ...view, tracks }, manifest, { heatmapLayer: ui.liveHeatmap.checked ? manifest.classifier.webcam.target_layers[0] : null });
   const t = performance.now();
   current.redraws.tick(t);
   const fps = current.redraws.rate(t);
@@ -374,7 +374,7 @@ async function startCamera() {
   });
   camera = current;
   window.__masklens_live = {
-    steps: 0, fps: 0, detections: 0, overlayFps: 0, classifications: 0, minFaceSize: manifest.live.min_face_size,
+    steps: 0, fps: 0, detections: 0, overlayFps: 0, classifications: 0, minFaceSize: manifest.tracking.min_face_size,
     classifyIntervalMs: CLASSIFY_INTERVAL_MS, classifyShare: CLASSIFY_SHARE, detectIntervalMs: DETECT_INTERVAL_MS,
     tracks: [], log: [], redraws: [],
   };

@@ -24,7 +24,7 @@
 // rest to detection and to the page, which redraws the overlay at every video frame). A step with
 // nothing due waits for the next due time. When detection takes longer than a frame at TARGET_FPS,
 // the smallest face looked for grows (a coarser, cheaper pyramid), up to MAX_FACE_SCALE times the
-// manifest's live.min_face_size, and comes back down when there is time to spare.
+// manifest's tracking.min_face_size, and comes back down when there is time to spare.
 
 import { Tracker } from './tracking.js';
 
@@ -91,14 +91,14 @@ export class LiveLoop {
     this.now = now;
     this.sleep = sleep;
     this.classifyIntervalMs = classifyIntervalMs;
-    this.tracker = new Tracker(manifest.live, manifest.classes, manifest.reasons);
+    this.tracker = new Tracker(manifest.tracking, manifest.classes, manifest.reasons);
     this.classifiedAt = new Map();
     this.explained = new Map(); // track id -> {heatmaps, crop_box} of its last classification
     this.steps = new RateMeter();
     this.detections = new RateMeter();
     this.classifications = new RateMeter();
     this.detectedAt = -Infinity;
-    this.minFaceSize = manifest.live.min_face_size;
+    this.minFaceSize = manifest.tracking.min_face_size;
     this.classifyMs = 0; // moving average of a classification call
     this.running = false;
   }
@@ -161,7 +161,7 @@ export class LiveLoop {
     this.steps.tick(finished);
     if (detect) {
       this.detections.tick(finished);
-      this.minFaceSize = adaptFaceSize(this.minFaceSize, this.manifest.live.min_face_size, detected - started);
+      this.minFaceSize = adaptFaceSize(this.minFaceSize, this.manifest.tracking.min_face_size, detected - started);
     }
     const current = this.tracker.tracks.filter((track) => track.missed === 0);
     this.onUpdate({

@@ -17,9 +17,9 @@
 //     crop: the S x S RGB crop the classifier saw.
 // classifyFaces(image, faces, {manifest, runNet, live}) -> analysePhoto's faces for given detections
 //   ({box, score, landmarks}): the webcam mode classifies tracked faces with it, live: true (the
-//   forward-only graph; heatmaps of manifest.classifier.live.target_layers only).
+//   forward-only graph; heatmaps of manifest.classifier.webcam.target_layers only).
 // findLiveFaces(frame, runNet, manifest, minFaceSize) -> [{box, score}] of a webcam frame (export/tracking.py's
-//   rule; minFaceSize in frame pixels, by default manifest.live.min_face_size).
+//   rule; minFaceSize in frame pixels, by default manifest.tracking.min_face_size).
 // overlays(face, manifest) -> {layer: RGB image}: the predicted class's heatmap on the crop.
 
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from './gradcam.js';
@@ -44,13 +44,13 @@ function argmax(values) {
 
 /**
  * Per crop: class probabilities, reason probabilities and coarse maps per layer ([classes, h, w]); live:
- * through the webcam mode's forward-only graph ("classifier_live"), whose layers are manifest.classifier.live's.
+ * through the webcam mode's forward-only graph ("classifier_live"), whose layers are manifest.classifier.webcam's.
  */
 async function predictCrops(crops, manifest, runNet, live) {
   const { classifier, classes } = manifest;
   const input = normalizeCrops(crops, classifier.preprocessing);
   const outputs = await runNet(live ? 'classifier_live' : 'classifier', input.data, input.dims);
-  const targetLayers = live ? classifier.live.target_layers : classifier.target_layers;
+  const targetLayers = live ? classifier.webcam.target_layers : classifier.target_layers;
   const probabilities = softmax(outputs.logits);
   const reasonProbabilities = softmax(outputs.reason_logits);
   const reasons = outputs.reason_logits.dims[1];
@@ -110,11 +110,11 @@ export async function classifyFaces(image, faces, { manifest, runNet, live = fal
 
 /**
  * The faces of a webcam frame (export/tracking.py's rule): found on the frame scaled down to
- * manifest.live.detect_max_side, looking for faces of minFaceSize frame pixels, boxes in frame pixels.
+ * manifest.tracking.detect_max_side, looking for faces of minFaceSize frame pixels, boxes in frame pixels.
  */
-export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manifest.live.min_face_size) {
+export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manifest.tracking.min_face_size) {
   const rgb = toRGB(frame);
-  const small = thumbnail(rgb, manifest.live.detect_max_side);
+  const small = thumbnail(rgb, manifest.tracking.detect_max_side);
   const scaleX = rgb.width / small.width;
   const scaleY = rgb.height / small.height;
   const settings = {

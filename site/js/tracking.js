@@ -1,7 +1,7 @@
 // Faces followed across webcam frames: export/tracking.py's rule, step for step, so that the webcam
 // mode and the Python video predictor give a face the same track and the same label.
 //
-// rule: the manifest's `live` {min_face_size, iou_threshold, window, max_missed}.
+// rule: the manifest's `tracking` {min_face_size, detect_max_side, iou_threshold, window, max_missed}.
 // boxIou(a, b) -> IoU of two [x1, y1, x2, y2] boxes.
 // matchBoxes(trackBoxes, detectionBoxes, iouThreshold) -> [[trackIndex, detectionIndex]]: all pairs
 //   with IoU >= threshold, greedy from the highest IoU (ties: lower track, then lower detection index).

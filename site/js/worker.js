@@ -1,5 +1,6 @@
-// The Web Worker that does all the work: loads the manifest and the ONNX models (checked against the
-// manifest's sha256), decodes photos and runs pipeline.js's analysePhoto. Nothing leaves the device:
+// The Web Worker that does all the work: loads the manifest (validated against its JSON Schema by
+// manifest.js before anything else reads it) and the ONNX models (checked against the manifest's
+// sha256), decodes photos and runs pipeline.js's analysePhoto. Nothing leaves the device:
 // every file comes from this site, and photos are only read from the Blob the page hands over.
 //
 // Messages in (from session.js):
@@ -8,7 +9,7 @@
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
 //   {type: "live-frame", id, frame, detect, minFaceSize}   frame: an ImageBitmap of a webcam frame
 //       (transferred), kept for the next live-classify; detect: find its faces (pipeline.js's
-//       findLiveFaces, smallest face minFaceSize frame pixels, default the manifest's live.min_face_size)
+//       findLiveFaces, smallest face minFaceSize frame pixels, default the manifest's tracking.min_face_size)
 //   {type: "live-classify", id, boxes}        classify the faces at these boxes of the last live frame
 //       (the live classifier: forward only, heatmaps of its target layers, block8)
 // Messages out:
@@ -24,6 +25,7 @@
 //       the time the classifier's onnxruntime session took (the rest of the call is cropping, Grad-CAM
 //       maths and messaging)
 //   {type: "error", id, stage, message}       stage: "load", "analyse" or "live"; message: plain words
+//       (a manifest that breaks the schema, or of another format, is a "load" error naming the field)
 //
 // Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
 // from the cache; a cached copy is checked against the sha256 again before use.
@@ -35,14 +37,15 @@
 // nets stay on wasm: they are tiny, with a new input size at every pyramid level.
 
 import { toRGB } from './imaging.js';
+import { ManifestError, readManifest } from './manifest.js';
 import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
 // The models every backend loads, and each backend's own. On wasm the live classifier is the int8 graph
-// (manifest.classifier.live.file, export/quantize.py); WebGPU runs the full classifier and the live one from
+// (manifest.classifier.webcam.file, export/quantize.py); WebGPU runs the full classifier and the live one from
 // fp32 graphs. A graph with a weights_file reads its weights from the classifier's bytes (ONNX external
-// data); a distilled live student (manifest.classifier.live.student) carries its own.
+// data); a distilled live student (manifest.classifier.webcam.student) carries its own.
 const NETS = ['pnet', 'rnet', 'onet', 'classifier'];
 const BACKEND_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_gpu', 'classifier_live_gpu'] };
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
@@ -67,11 +70,10 @@ async function sha256(bytes) {
 
 function fileOf(manifest, net) {
   if (net === 'classifier') return manifest.classifier.file;
-  if (net === 'classifier_live') return manifest.classifier.live.file;
+  if (net === 'classifier_live') return manifest.classifier.webcam.file;
   if (net === 'classifier_gpu') return manifest.classifier.gpu.file;
-  if (net === 'classifier_live_gpu') return manifest.classifier.live.gpu.file;
-  const entry = manifest.face_detector?.nets?.[net];
-  return entry?.file ?? `${net}.onnx`;
+  if (net === 'classifier_live_gpu') return manifest.classifier.webcam.gpu.file;
+  return manifest.face_detector.nets[net].file;
 }
 
 async function openCache() {
@@ -141,16 +143,13 @@ async function loadRuntime(backend) {
 }
 
 async function load(modelsUrl, requestedBackend) {
+  // The manifest first, checked against its schema before anything reads it (manifest.js): one of
+  // another version or shape is refused here, naming the field.
+  const manifest = await readManifest(modelsUrl);
+  const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
   let backend = await chooseBackend(requestedBackend);
   const ort = await loadRuntime(backend);
-  const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
-  const response = await fetch(new URL('manifest.json', base), { cache: 'no-cache' });
-  if (!response.ok) throw new PlainError(`Could not download the model description (HTTP ${response.status}).`);
-  const manifest = await response.json();
   const cache = await openCache();
-  if (!manifest.classifier?.live?.gpu || !manifest.classifier?.gpu) {
-    throw new PlainError('The model description lacks the webcam or the GPU classifier; the site needs to be rebuilt.');
-  }
   const files = Object.fromEntries([...NETS, ...BACKEND_NETS[backend]].map((net) => [net, fileOf(manifest, net)]));
   const total = Object.values(files).reduce((sum, file) => sum + (manifest.files[file]?.bytes ?? 0), 0);
   let loaded = 0;
@@ -190,13 +189,13 @@ async function load(modelsUrl, requestedBackend) {
   if (backend === 'webgpu') {
     try {
       sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', weightsOf(manifest.classifier.gpu));
-      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'webgpu', weightsOf(manifest.classifier.live.gpu));
+      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'webgpu', weightsOf(manifest.classifier.webcam.gpu));
     } catch {
       // The GPU refused (out of memory, a lost device): the same build runs the classifiers on wasm, the
       // live one from the fp32 graph it has.
       await sessions.classifier?.release();
       sessions.classifier = await create(bytesOf.classifier, 'wasm');
-      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'wasm', weightsOf(manifest.classifier.live.gpu));
+      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'wasm', weightsOf(manifest.classifier.webcam.gpu));
       backend = 'wasm';
     }
   } else {
@@ -285,7 +284,7 @@ async function liveStep(message) {
   return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face), runMs };
 }
 
-const plain = (error, fallback) => (error instanceof PlainError ? error.message : `${fallback} (${error?.message ?? error})`);
+const plain = (error, fallback) => (error instanceof PlainError || error instanceof ManifestError ? error.message : `${fallback} (${error?.message ?? error})`);
 
 async function handle(message) {
   if (message.type === 'load') {

@@ -17,6 +17,8 @@
 //     classifyFaces through the live classifier): box, crop_box, probabilities, heatmaps (nested lists).
 // - op "analyse": {models, photos: [{image, whole_image}]} -> per photo analysePhoto's faces, with
 //     the manifest read from models/manifest.json; heatmaps as nested lists, crops as images.
+// Every manifest read is validated against masklens/manifest.schema.json first (manifest.js), as the
+// worker does.
 // The ONNX ops run onnxruntime-web's wasm backend on one thread.
 
 import { readFile, writeFile } from 'node:fs/promises';
@@ -27,6 +29,7 @@ import { cropBoxForFace, cropFace, resizeBilinear, thumbnail } from '../js/imagi
 import { FOLLOW_WIDTH, Follower, grayFrame } from '../js/follow.js';
 import { createOrtRunner, findFaces } from '../js/mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces } from '../js/pipeline.js';
+import { validateManifest } from '../js/manifest.js';
 import { normalizeCrops } from '../js/preprocess.js';
 import { Tracker } from '../js/tracking.js';
 
@@ -72,13 +75,22 @@ const calls = {
   },
 };
 
+const SCHEMA = JSON.parse(await readFile(new URL('../../masklens/manifest.schema.json', import.meta.url), 'utf8'));
+
+/** The model folder's manifest, validated as worker.js validates it (manifest.js). */
+async function readManifest(models) {
+  const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+  validateManifest(manifest, SCHEMA);
+  return manifest;
+}
+
 /** Sessions over the model folder's files, as worker.js opens them on wasm (the live classifier is the
  * int8 graph, with its own weights). */
 async function ortRunner(models, names) {
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = 1;
-  const { classifier } = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
-  const files = { classifier: classifier.file, classifier_live: classifier.live.file };
+  const { classifier } = await readManifest(models);
+  const files = { classifier: classifier.file, classifier_live: classifier.webcam.file };
   const sessions = {};
   for (const name of names) sessions[name] = await ort.InferenceSession.create(join(models, files[name] ?? `${name}.onnx`));
   return createOrtRunner(ort, sessions);
@@ -99,7 +111,7 @@ const ops = {
     return results;
   },
   live: async ({ models, frames }) => {
-    const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+    const manifest = await readManifest(models);
     const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier_live']);
     const results = [];
     for (const frame of frames) {
@@ -114,7 +126,7 @@ const ops = {
     return results;
   },
   analyse: async ({ models, photos }) => {
-    const manifest = JSON.parse(await readFile(join(models, 'manifest.json'), 'utf8'));
+    const manifest = await readManifest(models);
     const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier']);
     const results = [];
     for (const { image, whole_image: wholeImage } of photos) {

@@ -9,7 +9,7 @@ import { LiveLoop, RateMeter, adaptFaceSize, classifyInterval, dueTracks } from 
 const manifest = {
   classes: ['covered', 'incorrect', 'uncovered'],
   reasons: ['nose', 'chin', 'nose_and_mouth'],
-  live: { min_face_size: 40, iou_threshold: 0.3, window: 2, max_missed: 1 },
+  tracking: { min_face_size: 40, iou_threshold: 0.3, window: 2, max_missed: 1 },
 };
 
 test('RateMeter counts events per second over its window', () => {

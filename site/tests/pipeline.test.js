@@ -8,7 +8,7 @@ const manifest = {
   reasons: ['nose', 'chin', 'nose_and_mouth'],
   classifier: {
     target_layers: ['block8'],
-    live: { target_layers: ['block8'] },
+    webcam: { target_layers: ['block8'] },
     preprocessing: { size: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
   },
   face_detector: { min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709, padding: 0.3, fallback_threshold: null },

@@ -59,6 +59,7 @@ class Face:
 
 # --- image operations ---------------------------------------------------------------------------
 
+
 def _prefix_sums(image: np.ndarray, axis: int) -> np.ndarray:
     """prefix[k] = sum of the first k entries along ``axis`` (float64, accumulated in order)."""
     padding = [(0, 0)] * image.ndim
@@ -136,8 +137,10 @@ def crop_patches(image: np.ndarray, bounds: np.ndarray, size: int) -> np.ndarray
 
 # --- box operations (float32 [N, 4] boxes x1, y1, x2, y2) ----------------------------------------
 
-def pnet_candidates(box_offsets: np.ndarray, probabilities: np.ndarray, scale: float,
-                    threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+
+def pnet_candidates(
+    box_offsets: np.ndarray, probabilities: np.ndarray, scale: float, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One pyramid level's P-Net output ([4, h, w], [2, h, w]) -> (boxes, scores, box offsets).
 
     Every output cell whose face probability reaches the threshold stands for a 12 x 12 window at
@@ -153,8 +156,14 @@ def pnet_candidates(box_offsets: np.ndarray, probabilities: np.ndarray, scale: f
     return boxes, face[ys, xs], box_offsets[:, ys, xs].T
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, overlap: str = "iou",
-        inclusive: bool = False, ties: str = "first") -> np.ndarray:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    overlap: str = "iou",
+    inclusive: bool = False,
+    ties: str = "first",
+) -> np.ndarray:
     """Greedy non-maximum suppression; returns the kept indices, highest score first.
 
     A box is dropped when its overlap with a kept, higher-scoring box exceeds the threshold.
@@ -169,10 +178,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, overlap: str = 
     one = np.float32(1 if inclusive else 0)
     x1, y1, x2, y2 = boxes.T
     areas = (x2 - x1 + one) * (y2 - y1 + one)
-    if ties == "first":
-        order = np.argsort(-scores, kind="stable")
-    else:
-        order = np.argsort(scores, kind="stable")[::-1]
+    order = np.argsort(-scores, kind="stable") if ties == "first" else np.argsort(scores, kind="stable")[::-1]
     keep = []
     while order.size > 0:
         best, rest = order[0], order[1:]
@@ -219,19 +225,26 @@ def place_landmarks(boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 
 # --- the cascade --------------------------------------------------------------------------------
 
+
 class FaceDetector:
     """The three ONNX nets and the cascade's settings (defaults are facenet-pytorch's)."""
 
-    def __init__(self, model_dir: str | Path, min_face_size: float = 20.0,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 session_options: ort.SessionOptions | None = None):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        min_face_size: float = 20.0,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        session_options: ort.SessionOptions | None = None,
+    ):
         model_dir = Path(model_dir)
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
         self.sessions = {
-            name: ort.InferenceSession(str(model_dir / f"{name}.onnx"), sess_options=session_options,
-                                       providers=["CPUExecutionProvider"])
+            name: ort.InferenceSession(
+                str(model_dir / f"{name}.onnx"), sess_options=session_options, providers=["CPUExecutionProvider"]
+            )
             for name in ("pnet", "rnet", "onet")
         }
 
@@ -259,8 +272,9 @@ class FaceDetector:
         for scale in pyramid_scales(height, width, min_face_size, self.factor):
             level = normalize(area_resize(image, *pyramid_level_size(height, width, scale), row_prefix))
             out = self.run("pnet", level[None])
-            boxes, scores, offsets = pnet_candidates(out["box_offsets"][0], out["probabilities"][0],
-                                                     scale, self.thresholds[0])
+            boxes, scores, offsets = pnet_candidates(
+                out["box_offsets"][0], out["probabilities"][0], scale, self.thresholds[0]
+            )
             keep = nms(boxes, scores, 0.5)
             level_boxes.append(boxes[keep])
             level_scores.append(scores[keep])
@@ -283,8 +297,9 @@ class FaceDetector:
         keep = nms(boxes, scores, 0.7)
         return square(apply_offsets(boxes[keep], offsets[keep], inclusive=True))
 
-    def output(self, image: np.ndarray, boxes: np.ndarray,
-               threshold: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def output(
+        self, image: np.ndarray, boxes: np.ndarray, threshold: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stage 3, O-Net: boxes [N, 4] -> final boxes [M, 4], scores [M], landmarks [M, 5, 2].
 
         ``threshold`` replaces the cascade's third threshold (the whole-photo fallback's own).
@@ -308,83 +323,3 @@ class FaceDetector:
         bounds = crop_bounds(boxes, width, height)
         nonempty = (bounds[:, 2] > bounds[:, 0]) & (bounds[:, 3] > bounds[:, 1])
         return boxes[nonempty], bounds[nonempty]
-
-
-# --- finding faces in a photo: the rule the predictor and the site share --------------------------
-
-@dataclass(frozen=True)
-class DetectionRule:
-    """Cascade settings plus what ``find_faces`` adds; the export writes it into the manifest."""
-    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    padding: float = 0.0  # of the photo's longer side, added on every side
-    fallback_threshold: float | None = None  # O-Net's threshold for the whole photo when nothing is found
-    min_face_size: float = 20.0
-    factor: float = 0.709
-    retry_min_face_size: float | None = None  # when nothing is found, the cascade once more for smaller faces
-
-    def detector(self, model_dir: str | Path, session_options: ort.SessionOptions | None = None) -> FaceDetector:
-        return FaceDetector(model_dir, self.min_face_size, self.thresholds, self.factor, session_options)
-
-    def find(self, detector: FaceDetector, rgb: np.ndarray, min_face_size: float | None = None) -> list[Face]:
-        """``find_faces`` with this rule; ``min_face_size`` replaces the detector's for this photo."""
-        return find_faces(detector, rgb, self.padding, self.fallback_threshold, self.retry_min_face_size,
-                          min_face_size)
-
-
-# The rule the export ships (evidence: results/detection.json, made by export/detection_study.py).
-# Always looking for faces down to 12 px instead of 20 found 2 more of 628 masked photos and more false
-# faces; looking again at 12 px only where nothing is found at 20 finds 8 more and no false face more
-# on the unmasked photos.
-SHIPPED_RULE = DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2, retry_min_face_size=12.0)
-
-
-def pad_photo(rgb: np.ndarray, padding: float) -> tuple[np.ndarray, int]:
-    """Surrounds a photo with ``round(padding * longer side)`` pixels of its edge pixels, repeated.
-
-    Returns the padded photo and the margin. MTCNN cannot find a face that fills the photo (its
-    pyramid needs context around a face, and P-Net's boxes start inside the image), which is how
-    many selfies and cropped photos of masked faces are framed.
-    """
-    margin = round(padding * max(rgb.shape[:2]))
-    if margin == 0:
-        return rgb, 0
-    return np.pad(rgb, ((margin, margin), (margin, margin), (0, 0)), mode="edge"), margin
-
-
-def whole_photo_boxes(height: int, width: int) -> np.ndarray:
-    """Three squares centred on the photo, of side its shorter side, its longer side and their mean.
-
-    A photo that is already a face crop frames the face anywhere between the first (a wide photo
-    of a face) and the second (a tall close-up that cuts off the top of the head or the chin).
-    """
-    boxes = []
-    for side in (min(height, width), max(height, width), (height + width) / 2):
-        x1, y1 = (width - side) / 2, (height - side) / 2
-        boxes.append([x1, y1, x1 + side, y1 + side])
-    return np.array(boxes, dtype=np.float32)
-
-
-def find_faces(detector: FaceDetector, rgb: np.ndarray, padding: float = 0.0,
-               fallback_threshold: float | None = None, retry_min_face_size: float | None = None,
-               min_face_size: float | None = None) -> list[Face]:
-    """The faces of an RGB photo, in its pixels: the cascade run on the padded photo, looking for faces
-    down to ``min_face_size`` (by default the detector's).
-
-    When the cascade finds nothing and ``retry_min_face_size`` is set, it runs once more looking for
-    faces down to that size (small people in small photos), so photos it finds faces in keep them.
-    When it still finds nothing and ``fallback_threshold`` is set, O-Net alone judges the
-    squares of ``whole_photo_boxes``, the ways a photo that is already a face crop frames its face;
-    a probability above the threshold makes one a face (its box regressed by O-Net, and overlaps
-    suppressed, as in the cascade's last stage, so at most one survives).
-    """
-    padded, margin = pad_photo(rgb, padding)
-    faces = detector.detect(padded, min_face_size)
-    if not faces and retry_min_face_size is not None:
-        faces = detector.detect(padded, retry_min_face_size)
-    if not faces and fallback_threshold is not None:
-        image = np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)
-        candidate = whole_photo_boxes(*rgb.shape[:2]) + np.float32(margin)
-        boxes, scores, landmarks = detector.output(image, candidate, threshold=fallback_threshold)
-        faces = [Face(box=b, score=float(s), landmarks=p) for b, s, p in zip(boxes, scores, landmarks)]
-    offset = np.float32(margin)
-    return [Face(box=face.box - offset, score=face.score, landmarks=face.landmarks - offset) for face in faces]

@@ -1,11 +1,11 @@
 """How often the face finder finds a face in real photos, for several detection rules.
 
-    python -m export.detection_study --data ../shared/data --models models/onnx --out results/detection.json
+    masklens detection-study --data ../shared/data --models models/onnx --out results/detection.json
 
 Masked faces are hard for MTCNN (trained before masks were common), and many photos are already
 tight face crops, which its pyramid cannot find. Each rule (``RULES``) sets the cascade thresholds,
 the smallest face looked for (and a second look for smaller ones when none is found), the padding added
-around the photo and the whole-photo fallback (``export.mtcnn.find_faces``); each
+around the photo and the whole-photo fallback (``masklens.mtcnn.find_faces``); each
 is run on every photo of the real test sets and of the no-face pictures (cloth textures), and
 the JSON gives, per rule and set: ``photos``, ``found`` (photos with at least one face),
 ``found_rate``, ``several`` (photos with more than one face) and ``faces`` (faces in all). The rule
@@ -14,29 +14,36 @@ the export ships is the manifest's ``face_detector``; this file is the evidence 
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from training.preprocess import load_rgb
+from masklens.cli import parse_config
+from masklens.face_finder import DetectionRule
+from masklens.mtcnn import FaceDetector
+from masklens.predict import session_options
+from masklens.preprocess import load_rgb
 
-from .mtcnn import DetectionRule, FaceDetector
-from .predict import session_options
 from .real_eval import list_images
 
 RULES = {
     "facenet_default": DetectionRule(),
     "padded": DetectionRule(padding=0.3),
     "padded_low_thresholds": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3),
-    "padded_low_thresholds_fallback_0.5": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.5),
-    "padded_low_thresholds_fallback_0.2": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2),
-    "padded_low_thresholds_fallback_0.2_min_face_12": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3,
-                                                                    fallback_threshold=0.2, min_face_size=12.0),
-    "padded_low_thresholds_retry_12_fallback_0.2": DetectionRule(thresholds=(0.5, 0.6, 0.6), padding=0.3,
-                                                                 fallback_threshold=0.2, retry_min_face_size=12.0),
+    "padded_low_thresholds_fallback_0.5": DetectionRule(
+        thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.5
+    ),
+    "padded_low_thresholds_fallback_0.2": DetectionRule(
+        thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2
+    ),
+    "padded_low_thresholds_fallback_0.2_min_face_12": DetectionRule(
+        thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2, min_face_size=12.0
+    ),
+    "padded_low_thresholds_retry_12_fallback_0.2": DetectionRule(
+        thresholds=(0.5, 0.6, 0.6), padding=0.3, fallback_threshold=0.2, retry_min_face_size=12.0
+    ),
 }
 
 SETS = {
@@ -53,37 +60,49 @@ SETS = {
 def count_faces(detector: FaceDetector, rule: DetectionRule, photos: list[np.ndarray]) -> dict:
     counts = [len(rule.find(detector, rgb)) for rgb in photos]
     found = sum(c > 0 for c in counts)
-    return {"photos": len(counts), "found": found, "found_rate": round(found / max(len(counts), 1), 4),
-            "several": sum(c > 1 for c in counts), "faces": sum(counts)}
+    return {
+        "photos": len(counts),
+        "found": found,
+        "found_rate": round(found / max(len(counts), 1), 4),
+        "several": sum(c > 1 for c in counts),
+        "faces": sum(counts),
+    }
 
 
 def study(data: Path, models: Path, rules: dict[str, DetectionRule], threads: int = 0) -> dict:
     options = session_options(threads)
-    photos = {name: [np.asarray(load_rgb(p)) for p in list_images(data / folder, recursive=True)]
-              for name, folder in SETS.items()}
+    photos = {
+        name: [np.asarray(load_rgb(p)) for p in list_images(data / folder, recursive=True)]
+        for name, folder in SETS.items()
+    }
     results = {}
     for rule_name, rule in rules.items():
         detector = rule.detector(models, options)
-        results[rule_name] = {"rule": asdict(rule),
-                              "sets": {name: count_faces(detector, rule, images) for name, images in photos.items()}}
+        results[rule_name] = {
+            "rule": asdict(rule),
+            "sets": {name: count_faces(detector, rule, images) for name, images in photos.items()},
+        }
         print(rule_name, {name: s["found_rate"] for name, s in results[rule_name]["sets"].items()}, flush=True)
     return {"rules": results, "sets": SETS}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data")
-    parser.add_argument("--models", default="models/onnx")
-    parser.add_argument("--out", default="results/detection.json")
-    parser.add_argument("--rules", default=",".join(RULES), help="comma-separated names of RULES")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the other rules' results already in --out (same sets), run only --rules")
-    args = parser.parse_args(argv)
-    rules = {name: RULES[name] for name in args.rules.split(",")}
-    payload = study(Path(args.data), Path(args.models), rules, args.threads)
-    out = Path(args.out)
-    if args.keep and out.exists():
+@dataclass(frozen=True)
+class DetectionStudyConfig:
+    data: str = "../shared/data"
+    models: str = "models/onnx"
+    out: str = "results/detection.json"
+    rules: tuple[str, ...] = field(default=tuple(RULES), metadata={"help": "names of RULES to run"})
+    threads: int = 0
+    keep: bool = field(
+        default=False, metadata={"help": "keep the other rules' results already in --out (same sets), run only --rules"}
+    )
+
+
+def run(config: DetectionStudyConfig) -> dict:
+    rules = {name: RULES[name] for name in config.rules}
+    payload = study(Path(config.data), Path(config.models), rules, config.threads)
+    out = Path(config.out)
+    if config.keep and out.exists():
         previous = json.loads(out.read_text())
         if previous["sets"] != payload["sets"]:
             raise SystemExit(f"{out} measured other sets; run every rule instead of --keep")
@@ -91,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         payload["rules"] = {name: merged[name] for name in RULES if name in merged}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return payload
 
 
-if __name__ == "__main__":
-    main()
+def main(argv: list[str] | None = None) -> None:
+    run(parse_config(DetectionStudyConfig, argv, description=__doc__.splitlines()[0]))

@@ -1,6 +1,6 @@
 """How fast the webcam mode runs: headless Chromium against onnxruntime in Python, on the same graphs.
 
-    python -m export.live_benchmark --site build/site --out results/live-benchmark.json
+    masklens live-benchmark --site build/site --out results/live-benchmark.json
 
 For one face and for four, a 640 x 480 scene of MaskedFace-Net holdout faces plays as Chromium's fake
 camera (``--use-file-for-fake-video-capture``); the built site's webcam mode runs for ``seconds`` (the
@@ -20,7 +20,7 @@ first ``warmup`` not counted), and its own log (``window.__masklens_live``) give
 - ``page_main_thread_share``: the share of a core the page's own thread took after the warm-up (following
   the boxes and redrawing at every video frame), which the worker's threads share the cores with.
 
-The native reference runs the same per-frame work (export/video.py's rule: find faces with the live
+The native reference runs the same per-frame work (masklens/video.py's rule: find faces with the live
 face size the browser settled on, classify all of them with the same int8 graph) with onnxruntime's CPU
 provider on as many threads as the browser has; ``classify_fp32_ms_per_face`` times the fp32 live graph
 on the same crops (onnxruntime's x86 kernels are faster in float than for uint8 x uint8).
@@ -38,24 +38,25 @@ beside the shipped one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from training.data import cpu_name, cpu_vector_extensions
-from training.preprocess import load_rgb
+from masklens.cli import parse_config
+from masklens.framing import crop_face
+from masklens.machine import cpu_name, cpu_vector_extensions
+from masklens.predict import normalize_crops, session_options
+from masklens.preprocess import load_rgb
+from masklens.video import LivePredictor
+from masklens.y4m import compose, write_y4m
 
 from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
-from .framing import crop_face
-from .predict import normalize_crops, session_options
-from .video import LivePredictor
-from .y4m import compose, write_y4m
 
 SIZE = (640, 480)
 LAYOUTS = {1: [(192, 112, 256)], 4: [(112, 32, 200), (328, 32, 200), (112, 248, 200), (328, 248, 200)]}
@@ -81,13 +82,18 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
     from playwright.sync_api import sync_playwright
 
     with serving(site) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
-            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"],
+        )
         page = browser.new_context(permissions=["camera"]).new_page()
         page.goto(f"{base}/app/")
         page.wait_for_selector("body[data-state=ready]", state="attached", timeout=120_000)
-        runtime = {"threads": int(page.get_attribute("body", "data-threads")),
-                   "isolated": page.evaluate("crossOriginIsolated"), "chromium": browser.version}
+        runtime = {
+            "threads": int(page.get_attribute("body", "data-threads")),
+            "isolated": page.evaluate("crossOriginIsolated"),
+            "chromium": browser.version,
+        }
         devtools = page.context.new_cdp_session(page)
         devtools.send("Performance.enable")
         page.click("#camera-start")
@@ -96,7 +102,8 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
         busy_before, busy_from = main_thread_seconds(devtools), time.perf_counter()
         time.sleep(seconds - warmup)
         runtime["page_main_thread_share"] = round(
-            (main_thread_seconds(devtools) - busy_before) / (time.perf_counter() - busy_from), 3)
+            (main_thread_seconds(devtools) - busy_before) / (time.perf_counter() - busy_from), 3
+        )
         live = page.evaluate("window.__masklens_live")
         log, redraws = live["log"], [t for t in live["redraws"] if t >= warmup * 1000]
         runtime["classify_interval_ms"] = live["classifyIntervalMs"]
@@ -114,16 +121,21 @@ def browser_run(site: Path, video: Path, seconds: float, warmup: float) -> dict:
     classifying = [s["timing"] for s in steps if s["timing"]["classified"]]
     classify = statistics.median(t["classifyMs"] / t["classified"] for t in classifying) if classifying else None
     run = statistics.median(t["runMs"] / t["classified"] for t in classifying) if classifying else None
-    return {**runtime, "steps": len(steps), "seconds": round(span, 2),
-            "overlay_fps": round((len(redraws) - 1) / ((redraws[-1] - redraws[0]) / 1000), 2),
-            "steps_per_second": round((len(steps) - 1) / span, 2),
-            "detections_per_second": round(len(detecting) / span, 2),
-            "classifications_per_face": round(sum(s["timing"]["classified"] for s in steps[1:]) / span / max(faces, 1), 2),
-            "faces_tracked": faces, "detect_ms": round(detect, 1),
-            "min_face_size": statistics.median(s["minFaceSize"] for s in steps),
-            "classify_ms_per_face": round(classify, 1) if classify else None,
-            "classify_run_ms_per_face": round(run, 1) if run else None,
-            "frame_ms": round(detect + faces * classify, 1) if classify else None}
+    return {
+        **runtime,
+        "steps": len(steps),
+        "seconds": round(span, 2),
+        "overlay_fps": round((len(redraws) - 1) / ((redraws[-1] - redraws[0]) / 1000), 2),
+        "steps_per_second": round((len(steps) - 1) / span, 2),
+        "detections_per_second": round(len(detecting) / span, 2),
+        "classifications_per_face": round(sum(s["timing"]["classified"] for s in steps[1:]) / span / max(faces, 1), 2),
+        "faces_tracked": faces,
+        "detect_ms": round(detect, 1),
+        "min_face_size": statistics.median(s["minFaceSize"] for s in steps),
+        "classify_ms_per_face": round(classify, 1) if classify else None,
+        "classify_run_ms_per_face": round(run, 1) if run else None,
+        "frame_ms": round(detect + faces * classify, 1) if classify else None,
+    }
 
 
 def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_face_size: float) -> dict:
@@ -146,17 +158,26 @@ def native_run(models: Path, frame: np.ndarray, threads: int, repeats: int, min_
         classify.append(1000 * (finished - detected) / len(found))
         faces = len(found)
     detect_ms, classify_ms = statistics.median(detect[1:]), statistics.median(classify[1:])
-    fp32 = ort.InferenceSession(str(models / live.predictor.manifest["classifier"]["live"]["gpu"]["file"]),
-                                session_options(threads), providers=["CPUExecutionProvider"])
+    fp32 = ort.InferenceSession(
+        str(models / live.predictor.manifest["classifier"]["webcam"]["gpu"]["file"]),
+        session_options(threads),
+        providers=["CPUExecutionProvider"],
+    )
     inputs = normalize_crops(crops, live.predictor.preprocessing)
     fp32_ms = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
         fp32.run(None, {"image": inputs})
         fp32_ms.append(1000 * (time.perf_counter() - started) / len(inputs))
-    return {"threads": threads, "min_face_size": min_face_size, "faces_found": faces, "detect_ms": round(detect_ms, 1),
-            "classify_ms_per_face": round(classify_ms, 1), "frame_ms": round(detect_ms + faces * classify_ms, 1),
-            "classify_fp32_ms_per_face": round(statistics.median(fp32_ms[1:]), 1)}
+    return {
+        "threads": threads,
+        "min_face_size": min_face_size,
+        "faces_found": faces,
+        "detect_ms": round(detect_ms, 1),
+        "classify_ms_per_face": round(classify_ms, 1),
+        "frame_ms": round(detect_ms + faces * classify_ms, 1),
+        "classify_fp32_ms_per_face": round(statistics.median(fp32_ms[1:]), 1),
+    }
 
 
 def median_of_rounds(rounds: list[dict]) -> dict:
@@ -177,30 +198,42 @@ def summarise(rounds: list[dict]) -> dict:
     native = median_of_rounds([r["native"] for r in rounds])
     if browser["classify_ms_per_face"] is not None:
         browser["frame_ms"] = round(
-            browser["detect_ms"] + browser["faces_tracked"] * browser["classify_ms_per_face"], 1)
+            browser["detect_ms"] + browser["faces_tracked"] * browser["classify_ms_per_face"], 1
+        )
     native["frame_ms"] = round(native["detect_ms"] + native["faces_found"] * native["classify_ms_per_face"], 1)
     ratios = [r["browser_over_native"] for r in rounds if r["browser_over_native"] is not None]
-    return {"browser": browser, "native": native,
-            "browser_over_native": round(statistics.median(ratios), 2) if ratios else None}
+    return {
+        "browser": browser,
+        "native": native,
+        "browser_over_native": round(statistics.median(ratios), 2) if ratios else None,
+    }
 
 
 def live_graph(manifest: dict) -> dict:
     """Which graph the webcam mode ran: its file and sha256, and the distilled student's file and depths
     (None for the full model's own live graph)."""
-    live = manifest["classifier"]["live"]
+    live = manifest["classifier"]["webcam"]
     student = live.get("student")
-    return {"file": live["file"], "sha256": manifest["files"][live["file"]]["sha256"],
-            "student": {key: student[key] for key in ("file", "depths", "widths") if key in student} if student else None}
+    return {
+        "file": live["file"],
+        "sha256": manifest["files"][live["file"]]["sha256"],
+        "student": {key: student[key] for key in ("file", "depths", "widths") if key in student} if student else None,
+    }
 
 
 def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: float, repeats: int, rounds: int) -> dict:
     manifest = json.loads((models / "manifest.json").read_text())
     if json.loads((site / "app" / "models" / "manifest.json").read_text()) != manifest:
-        raise SystemExit(f"{site} was built with other models than {models}: the browser and Python would run "
-                         "different graphs")
+        raise SystemExit(
+            f"{site} was built with other models than {models}: the browser and Python would run different graphs"
+        )
     holdout = data / "maskedface-net" / "holdout"
-    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "vector_extensions": cpu_vector_extensions()},
-              "live_graph": live_graph(manifest), "rounds": rounds, "scenes": {}}
+    result = {
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "vector_extensions": cpu_vector_extensions()},
+        "live_graph": live_graph(manifest),
+        "rounds": rounds,
+        "scenes": {},
+    }
     with tempfile.TemporaryDirectory() as work:
         for faces in LAYOUTS:
             frame = scene_frame(faces, holdout)
@@ -212,33 +245,44 @@ def benchmark(site: Path, models: Path, data: Path, seconds: float, warmup: floa
                 native = native_run(models, frame, browser["threads"], repeats, browser["min_face_size"])
                 ratio = round(browser["frame_ms"] / native["frame_ms"], 2) if browser["frame_ms"] else None
                 measured.append({"browser": browser, "native": native, "browser_over_native": ratio})
-                print(f"{faces} face(s), round {number}: browser {browser['overlay_fps']} overlay fps, "
-                      f"{browser['classifications_per_face']} classifications/s per face, "
-                      f"frame {browser['frame_ms']} ms ({browser['threads']} threads); "
-                      f"native frame {native['frame_ms']} ms; ratio {ratio}", flush=True)
+                print(
+                    f"{faces} face(s), round {number}: browser {browser['overlay_fps']} overlay fps, "
+                    f"{browser['classifications_per_face']} classifications/s per face, "
+                    f"frame {browser['frame_ms']} ms ({browser['threads']} threads); "
+                    f"native frame {native['frame_ms']} ms; ratio {ratio}",
+                    flush=True,
+                )
             result["scenes"][str(faces)] = {"faces": faces, **summarise(measured), "rounds": measured}
     first = result["scenes"]["1"]["browser"]
     for key in ("chromium", "classify_interval_ms", "classify_share", "detect_interval_ms"):
         result[key] = first[key]
-    result["live"] = manifest["live"]
+    result["tracking"] = manifest["tracking"]
     return result
 
 
+@dataclass(frozen=True)
+class LiveBenchmarkConfig:
+    site: str = field(default="build/site", metadata={"help": "built site (scripts/build_site.py)"})
+    models: str = "models/onnx"
+    data: str = "../shared/data"
+    seconds: float = 25.0
+    warmup: float = 5.0
+    repeats: int = 20
+    rounds: int = field(default=3, metadata={"help": "measurements of each scene (medians reported)"})
+    out: str = "results/live-benchmark.json"
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--site", type=Path, default=Path("build/site"), help="built site (scripts/build_site.py)")
-    parser.add_argument("--models", type=Path, default=Path("models/onnx"))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--seconds", type=float, default=25.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each scene (medians reported)")
-    parser.add_argument("--out", type=Path, default=Path("results/live-benchmark.json"))
-    args = parser.parse_args(argv)
-    payload = benchmark(args.site, args.models, args.data, args.seconds, args.warmup, args.repeats, args.rounds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    config = parse_config(LiveBenchmarkConfig, argv, description=__doc__.splitlines()[0])
+    payload = benchmark(
+        Path(config.site),
+        Path(config.models),
+        Path(config.data),
+        config.seconds,
+        config.warmup,
+        config.repeats,
+        config.rounds,
+    )
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Grad-CAM gallery for the write-up: ``masklens-gallery``, through the ONNX predictor.
+"""Grad-CAM gallery for the write-up: ``masklens gallery``, through the ONNX predictor.
 
 As the paper's Figures 4-9: for each class and each reason of an incorrectly worn mask, the first
 holdout images (sorted by name: not picked by result), and the model's most confident mistakes on the
@@ -16,14 +16,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from training.cli import parse_config  # noqa: E402
-from training.data import CLASSES, INCORRECT, REASONS, index_split, write_json  # noqa: E402
-from training.preprocess import load_rgb  # noqa: E402
-
-from .predict import Predictor  # noqa: E402
+from masklens.cli import parse_config
+from masklens.files import write_json
+from masklens.labels import CLASSES, INCORRECT, REASONS
+from masklens.predict import Predictor
+from masklens.preprocess import load_rgb
+from training.data import index_split
 
 LAYER_TITLES = {"block8": "block8 (last block, 3 x 3)", "repeat_2": "repeat_2 (finer, 8 x 8)"}
 
@@ -67,8 +68,13 @@ def figure(predictor: Predictor, path: Path, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return {"image": out.name, "file": path.name, "predicted": described["class"],
-            "confidence": described["probabilities"][described["class"]], "reason": described["reason"]}
+    return {
+        "image": out.name,
+        "file": path.name,
+        "predicted": described["class"],
+        "confidence": described["probabilities"][described["class"]],
+        "reason": described["reason"],
+    }
 
 
 def gallery(config: GalleryConfig) -> dict:
@@ -79,13 +85,18 @@ def gallery(config: GalleryConfig) -> dict:
     entries = {}
     for key, samples in groups(index).items():
         entries[key] = []
-        for sample in samples[:config.per_group]:
+        for sample in samples[: config.per_group]:
             entry = figure(predictor, sample.path, figures_dir / f"gallery-{sample.path.stem}.png")
-            entries[key].append({**entry, "true": CLASSES[sample.label],
-                                 "true_reason": REASONS[sample.reason] if sample.reason >= 0 else None})
+            entries[key].append(
+                {
+                    **entry,
+                    "true": CLASSES[sample.label],
+                    "true_reason": REASONS[sample.reason] if sample.reason >= 0 else None,
+                }
+            )
     metrics = json.loads(Path(config.metrics).read_text())
     mistakes = []
-    for mistake in metrics["most_confident_mistakes"][:config.mistakes]:
+    for mistake in metrics["most_confident_mistakes"][: config.mistakes]:
         path = index.root / mistake["file"]
         entry = figure(predictor, path, figures_dir / f"gallery-{path.stem}.png")
         mistakes.append({**entry, "true": mistake["true"]})
@@ -98,7 +109,3 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(GalleryConfig, argv, description=__doc__.splitlines()[0])
     payload = gallery(config)
     print(f"wrote {sum(map(len, payload['groups'].values())) + len(payload['mistakes'])} figures to {config.out_dir}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Headless Debian chromium for the browser checks (tests/ and ``export.live_benchmark``): where it is,
+"""Headless Debian chromium for the browser checks (tests/ and ``studies.live_benchmark``): where it is,
 the flags it needs on these machines, and a quiet local server for a built site."""
 
 from __future__ import annotations
@@ -12,8 +12,14 @@ from pathlib import Path
 
 CHROMIUM = Path("/usr/bin/chromium")
 # No sandbox (containers), no GPU, and no network of its own: nothing but the pages may make a request.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -35,6 +41,11 @@ def serving(folder: Path) -> Iterator[str]:
 
 # WebGPU without a GPU: SwiftShader, Chromium's software Vulkan, behind the adapter (a fallback adapter,
 # which the app uses only when asked for with ?backend=webgpu). Replaces --disable-gpu.
-WEBGPU_ARGS = [*(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"), "--enable-unsafe-webgpu",
-               "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-webgpu-adapter=swiftshader",
-               "--enable-unsafe-swiftshader"]
+WEBGPU_ARGS = [
+    *(arg for arg in CHROMIUM_ARGS if arg != "--disable-gpu"),
+    "--enable-unsafe-webgpu",
+    "--enable-features=Vulkan",
+    "--use-vulkan=swiftshader",
+    "--use-webgpu-adapter=swiftshader",
+    "--enable-unsafe-swiftshader",
+]

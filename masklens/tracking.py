@@ -1,11 +1,12 @@
 """Faces followed across video frames: the rule the webcam mode (``site/js/tracking.js``) and the video
-predictor (``export/video.py``) share, so that both give a face the same track and the same label.
+predictor (``masklens/video.py``) share, so that both give a face the same track and the same label.
 
-The export writes ``LiveRule`` into the manifest (``live``); both sides read it from there.
+The export writes ``TrackingRule`` into the manifest (``tracking``); both sides read it from there.
 
 - Faces are found with the manifest's face-finder rule on the frame scaled down to ``detect_max_side``
   (Pillow's ``thumbnail``, bilinear), looking for faces of ``min_face_size`` frame pixels (no second
-  look for smaller ones), and their boxes scaled back to the frame; each face is then cropped from the full frame, as photos are.
+  look for smaller ones), and their boxes scaled back to the frame; each face is then cropped from the full
+  frame, as photos are.
 
 - After each detection round, detections continue tracks by box overlap: every (track, detection) pair
   with IoU >= ``iou_threshold`` is a candidate, taken greedily from the highest IoU (ties: lower track
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
-class LiveRule:
-    """How webcam frames and video frames are followed; the export writes it as the manifest's ``live``."""
+class TrackingRule:
+    """How webcam frames and video frames are followed; the export writes it as the manifest's ``tracking``."""
+
     min_face_size: float = 40.0  # in frame pixels; live faces are near the camera: a coarser pyramid is cheaper
     detect_max_side: int = 320  # faces are found on the frame scaled down to this (Pillow's thumbnail), for speed
     iou_threshold: float = 0.3
@@ -84,13 +86,14 @@ class Track:
 
         def mean(rows):
             return [sum(row[k] for row in rows) / len(rows) for k in range(len(rows[0]))]
+
         return mean(self.probabilities), mean(self.reason_probabilities)
 
 
 class Tracker:
     """The tracks of one video; ``update`` after each detection round, ``observe`` per classification."""
 
-    def __init__(self, rule: LiveRule, classes: list[str], reasons: list[str]):
+    def __init__(self, rule: TrackingRule, classes: list[str], reasons: list[str]):
         self.rule, self.classes, self.reasons = rule, classes, reasons
         self.tracks: list[Track] = []
         self.next_id = 1
@@ -121,9 +124,10 @@ class Tracker:
         return of_box  # type: ignore[return-value]
 
     def observe(self, track: Track, probabilities, reason_probabilities) -> None:
-        track.probabilities = (track.probabilities + [[float(p) for p in probabilities]])[-self.rule.window:]
-        track.reason_probabilities = (track.reason_probabilities
-                                      + [[float(p) for p in reason_probabilities]])[-self.rule.window:]
+        track.probabilities = (track.probabilities + [[float(p) for p in probabilities]])[-self.rule.window :]
+        track.reason_probabilities = (track.reason_probabilities + [[float(p) for p in reason_probabilities]])[
+            -self.rule.window :
+        ]
 
     def label(self, track: Track) -> dict | None:
         """{class, probabilities, reason, reason_probabilities} smoothed over the window, or None."""
@@ -132,6 +136,9 @@ class Tracker:
             return None
         probabilities, reason_probabilities = smoothed
         predicted = self.classes[first_argmax(probabilities)]
-        return {"class": predicted, "probabilities": dict(zip(self.classes, probabilities)),
-                "reason": self.reasons[first_argmax(reason_probabilities)] if predicted == "incorrect" else None,
-                "reason_probabilities": dict(zip(self.reasons, reason_probabilities))}
+        return {
+            "class": predicted,
+            "probabilities": dict(zip(self.classes, probabilities)),
+            "reason": self.reasons[first_argmax(reason_probabilities)] if predicted == "incorrect" else None,
+            "reason_probabilities": dict(zip(self.reasons, reason_probabilities)),
+        }

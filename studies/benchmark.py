@@ -1,4 +1,4 @@
-"""Latency benchmark of the exported graphs in onnxruntime: ``masklens-benchmark``.
+"""Latency benchmark of the exported graphs in onnxruntime: ``masklens benchmark``.
 
 Writes ``results/benchmark.json``: per-face classifier latency (logits + both Grad-CAM layers, batch 1),
 face-detector and whole-pipeline latency on real photos, with 1 and all threads, model sizes from the
@@ -16,17 +16,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from training.cli import parse_config
-from training.data import IMAGE_SUFFIXES, cpu_name, write_json
-
-from .predict import Predictor, open_photo
+from masklens.cli import parse_config
+from masklens.files import IMAGE_SUFFIXES, write_json
+from masklens.machine import cpu_name
+from masklens.predict import Predictor, open_photo
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
     models: str = "models/onnx"
-    photos: str = field(default="../shared/data/real-photos/test/without_mask",
-                        metadata={"help": "folder of photos for the detector and pipeline timings"})
+    photos: str = field(
+        default="../shared/data/real-photos/test/without_mask",
+        metadata={"help": "folder of photos for the detector and pipeline timings"},
+    )
     photo_count: int = 10
     repeats: int = 20
     out: str = "results/benchmark.json"
@@ -43,9 +45,10 @@ def _timed(function, repeats: int) -> dict:
 
 
 def benchmark(config: BenchmarkConfig) -> dict:
-    photos = sorted(p for p in Path(config.photos).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:config.photo_count]
-    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": ort.__version__},
-              "threads": {}}
+    photos = sorted(p for p in Path(config.photos).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
+        : config.photo_count
+    ]
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "onnxruntime": ort.__version__}, "threads": {}}
     for threads in (1, os.cpu_count() or 1):
         predictor = Predictor(config.models, threads=threads)
         size = predictor.preprocessing["size"]
@@ -56,8 +59,9 @@ def benchmark(config: BenchmarkConfig) -> dict:
         per_photo_repeats = max(1, config.repeats // max(len(rgbs), 1))
         result["threads"][str(threads)] = {
             "classifier_per_face": _timed(lambda: predictor.predict_crops(crop), config.repeats),
-            "detector_per_photo": _timed(lambda: [predictor.rule.find(predictor.detector, rgb) for rgb in rgbs],
-                                         per_photo_repeats),
+            "detector_per_photo": _timed(
+                lambda: [predictor.rule.find(predictor.detector, rgb) for rgb in rgbs], per_photo_repeats
+            ),
             "pipeline_per_photo": _timed(lambda: [predictor.predict_photo(rgb) for rgb in rgbs], per_photo_repeats),
             "photos": len(rgbs),
             "faces": faces,
@@ -76,10 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(BenchmarkConfig, argv, description=__doc__.splitlines()[0])
     result = benchmark(config)
     for threads, timings in result["threads"].items():
-        print(f"{threads} thread(s): classifier {timings['classifier_per_face']['median_ms']:.1f} ms/face, "
-              f"detector {timings['detector_per_photo']['median_ms']:.1f} ms/photo, "
-              f"pipeline {timings['pipeline_per_photo']['median_ms']:.1f} ms/photo")
-
-
-if __name__ == "__main__":
-    main()
+        print(
+            f"{threads} thread(s): classifier {timings['classifier_per_face']['median_ms']:.1f} ms/face, "
+            f"detector {timings['detector_per_photo']['median_ms']:.1f} ms/photo, "
+            f"pipeline {timings['pipeline_per_photo']['median_ms']:.1f} ms/photo"
+        )

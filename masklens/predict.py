@@ -1,10 +1,10 @@
 """Predictor over the exported ONNX graphs (no torch): the reference the browser is tested against.
 
-    masklens-predict --models models/onnx photo.jpg photos/ --out predictions.jsonl --overlays overlays/
+    masklens predict --models models/onnx photo.jpg photos/ --out predictions.jsonl --overlays overlays/
 
 Reads ``manifest.json`` in the model folder and refuses a model file whose sha256 differs from it.
 For every photo: find faces (MTCNN cascade on the padded photo, with the whole-photo fallback: the
-manifest's ``face_detector`` rule, see ``export.mtcnn.find_faces``), crop each as the training images
+manifest's ``face_detector`` rule, see ``masklens.mtcnn.find_faces``), crop each as the training images
 are framed, classify, and compute Grad-CAM for every class on every target layer. One JSON line per input file:
 ``{"file", "ok": true, "image_size": [w, h], "faces": [...]}`` or ``{"file", "ok": false, "error"}``.
 A face is ``{"box", "score", "landmarks", "crop_box", "class", "probabilities", "reason",
@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,39 +27,16 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from training.cli import parse_config
-from training.data import sha256_of
+from masklens.cli import parse_config
 
-from .classifier import gradcam_from_outputs, upsample_cam
+from .face_finder import DetectionRule
 from .framing import Framing, crop_box_for_face, crop_face
-from .mtcnn import DetectionRule
-
-MANIFEST_NAME = "manifest.json"
-
-
-class ModelIntegrityError(RuntimeError):
-    """A model file is missing or differs from the manifest."""
+from .gradcam import gradcam_from_outputs, overlay_heatmap, upsample_cam
+from .manifest import ModelIntegrityError, load_manifest
 
 
 class PhotoError(ValueError):
     """One input file cannot be used; the message says why in plain words."""
-
-
-def load_manifest(model_dir: str | Path) -> dict:
-    """The manifest, after checking every model file it lists against its size and sha256."""
-    model_dir = Path(model_dir)
-    manifest_path = model_dir / MANIFEST_NAME
-    if not manifest_path.exists():
-        raise ModelIntegrityError(f"no {MANIFEST_NAME} in {model_dir}: run masklens-export first")
-    manifest = json.loads(manifest_path.read_text())
-    for name, entry in manifest["files"].items():
-        path = model_dir / name
-        if not path.exists():
-            raise ModelIntegrityError(f"model file missing: {path}")
-        if path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
-            raise ModelIntegrityError(f"model file {path} does not match the manifest (size or sha256 differ): "
-                                      "it is truncated, corrupt or from another export")
-    return manifest
 
 
 def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
@@ -73,8 +51,9 @@ def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.width * image.height > max_pixels:
-                raise PhotoError(f"photo too large: {image.width} x {image.height} pixels "
-                                 f"(limit {max_pixels / 1e6:.0f} megapixels)")
+                raise PhotoError(
+                    f"photo too large: {image.width} x {image.height} pixels (limit {max_pixels / 1e6:.0f} megapixels)"
+                )
             image.draft("RGB", (max_side, max_side))
             image.load()
             photo = ImageOps.exif_transpose(image).convert("RGB")
@@ -91,10 +70,14 @@ def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
 def rule_from_manifest(manifest: dict) -> DetectionRule:
     """The face finder's settings, from the manifest's ``face_detector``."""
     settings = manifest["face_detector"]
-    return DetectionRule(thresholds=tuple(settings["thresholds"]), padding=settings["padding"],
-                         fallback_threshold=settings["fallback_threshold"],
-                         min_face_size=settings["min_face_size"], factor=settings["factor"],
-                         retry_min_face_size=settings["retry_min_face_size"])
+    return DetectionRule(
+        thresholds=tuple(settings["thresholds"]),
+        padding=settings["padding"],
+        fallback_threshold=settings["fallback_threshold"],
+        min_face_size=settings["min_face_size"],
+        factor=settings["factor"],
+        retry_min_face_size=settings["retry_min_face_size"],
+    )
 
 
 def normalize_crops(crops: np.ndarray, preprocessing: dict) -> np.ndarray:
@@ -107,13 +90,6 @@ def normalize_crops(crops: np.ndarray, preprocessing: dict) -> np.ndarray:
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def overlay_heatmap(crop: np.ndarray, cam: np.ndarray, colormap: np.ndarray, image_weight: float) -> np.ndarray:
-    """pytorch_grad_cam's show_cam_on_image: the JET-coloured map blended on the crop, rescaled to its max."""
-    heatmap = colormap[np.uint8(255 * cam)].astype(np.float32) / 255
-    blended = (1 - image_weight) * heatmap + image_weight * (crop.astype(np.float32) / 255)
-    return np.uint8(255 * blended / blended.max())
 
 
 @dataclass(frozen=True)
@@ -151,8 +127,9 @@ class Predictor:
         self.threads = threads
         self.options = session_options(threads)
         classifier = self.manifest["classifier"]
-        self.session = ort.InferenceSession(str(self.model_dir / classifier["file"]), self.options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.model_dir / classifier["file"]), self.options, providers=["CPUExecutionProvider"]
+        )
         self.rule = rule_from_manifest(self.manifest)
         self.detector = self.rule.detector(self.model_dir, self.options)
         self.classes = self.manifest["classes"]
@@ -160,19 +137,20 @@ class Predictor:
         self.preprocessing = classifier["preprocessing"]
         self.layers = list(classifier["target_layers"])
         self.framing = Framing(**self.manifest["face_crop"]["framing"])
-        self.colormap = np.array([[int(entry[i:i + 2], 16) for i in (1, 3, 5)]
-                                  for entry in self.manifest["drawing"]["colormap"]], dtype=np.uint8)
+        self.colormap = np.array(
+            [[int(entry[i : i + 2], 16) for i in (1, 3, 5)] for entry in self.manifest["drawing"]["colormap"]],
+            dtype=np.uint8,
+        )
 
     @functools.cached_property
     def live_session(self) -> ort.InferenceSession:
         """The webcam mode's forward-only graph (block8 only), opened on first use."""
-        live = self.manifest["classifier"].get("live")
-        if live is None:
-            raise ModelIntegrityError(f"{self.model_dir / MANIFEST_NAME} has no live classifier "
-                                      "(an export from before it): run masklens-export again")
-        return ort.InferenceSession(str(self.model_dir / live["file"]),
-                                    session_options(self.threads, integer_arithmetic="quantization" in live),
-                                    providers=["CPUExecutionProvider"])
+        webcam = self.manifest["classifier"]["webcam"]
+        return ort.InferenceSession(
+            str(self.model_dir / webcam["file"]),
+            session_options(self.threads, integer_arithmetic="quantization" in webcam),
+            providers=["CPUExecutionProvider"],
+        )
 
     def classify(self, inputs: np.ndarray, live: bool = False) -> dict[str, np.ndarray]:
         """Network input [N, 3, S, S] -> every output of the full graph, or of the live one, by name."""
@@ -180,17 +158,29 @@ class Predictor:
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, {self.manifest["classifier"]["input"]["name"]: inputs})))
 
-    def predict_crops(self, crops: np.ndarray, live: bool = False) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    def predict_crops(
+        self, crops: np.ndarray, live: bool = False
+    ) -> list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
         """uint8 crops [N, S, S, 3] -> per crop (class probabilities, reason probabilities, coarse maps);
         ``live``: through the webcam mode's graph, whose maps are block8's only."""
         outputs = self.classify(normalize_crops(crops, self.preprocessing), live)
         probabilities = softmax(outputs["logits"])
         reason_probabilities = softmax(outputs["reason_logits"])
-        layers = self.manifest["classifier"]["live"]["target_layers"] if live else self.layers
-        maps = {layer: np.stack([gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
-                                 for k in range(len(self.classes))], axis=1) for layer in layers}
-        return [(probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in layers})
-                for i in range(len(crops))]
+        layers = self.manifest["classifier"]["webcam"]["target_layers"] if live else self.layers
+        maps = {
+            layer: np.stack(
+                [
+                    gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
+                    for k in range(len(self.classes))
+                ],
+                axis=1,
+            )
+            for layer in layers
+        }
+        return [
+            (probabilities[i], reason_probabilities[i], {layer: maps[layer][i] for layer in layers})
+            for i in range(len(crops))
+        ]
 
     def predict_photo(self, rgb: np.ndarray, whole_image: bool = False, live: bool = False) -> list[FaceResult]:
         """Faces found in an RGB photo; ``whole_image`` treats the photo itself as one face crop; ``live``
@@ -205,21 +195,41 @@ class Predictor:
             faces = []
             for face in self.rule.find(self.detector, rgb):
                 crop_box = [float(v) for v in crop_box_for_face(face.box, self.framing)]
-                faces.append(([float(v) for v in face.box], float(face.score), face.landmarks.tolist(),
-                              crop_box, crop_face(rgb, face.box, self.framing, size)))
+                faces.append(
+                    (
+                        [float(v) for v in face.box],
+                        float(face.score),
+                        face.landmarks.tolist(),
+                        crop_box,
+                        crop_face(rgb, face.box, self.framing, size),
+                    )
+                )
         if not faces:
             return []
         predictions = self.predict_crops(np.stack([f[4] for f in faces]), live=live)
-        return [FaceResult(box=box, score=score, landmarks=landmarks, crop_box=crop_box, probabilities=p,
-                           reason_probabilities=rp, coarse_maps=maps, crop=crop)
-                for (box, score, landmarks, crop_box, crop), (p, rp, maps) in zip(faces, predictions)]
+        return [
+            FaceResult(
+                box=box,
+                score=score,
+                landmarks=landmarks,
+                crop_box=crop_box,
+                probabilities=p,
+                reason_probabilities=rp,
+                coarse_maps=maps,
+                crop=crop,
+            )
+            for (box, score, landmarks, crop_box, crop), (p, rp, maps) in zip(faces, predictions)
+        ]
 
     def describe(self, face: FaceResult) -> dict:
         predicted = int(face.probabilities.argmax())
         reason = self.reasons[int(face.reason_probabilities.argmax())]
         return {
-            "box": _rounded(face.box), "score": round(face.score, 6), "landmarks": _rounded(face.landmarks),
-            "crop_box": _rounded(face.crop_box), "class": self.classes[predicted],
+            "box": _rounded(face.box),
+            "score": round(face.score, 6),
+            "landmarks": _rounded(face.landmarks),
+            "crop_box": _rounded(face.crop_box),
+            "class": self.classes[predicted],
             "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, face.probabilities)},
             "reason": reason if self.classes[predicted] == "incorrect" else None,
             "reason_probabilities": {r: round(float(p), 6) for r, p in zip(self.reasons, face.reason_probabilities)},
@@ -231,8 +241,10 @@ class Predictor:
         predicted = int(face.probabilities.argmax())
         size = face.crop.shape[0]
         weight = self.manifest["drawing"]["image_weight"]
-        return {layer: overlay_heatmap(face.crop, upsample_cam(maps[predicted][None], size)[0], self.colormap, weight)
-                for layer, maps in face.coarse_maps.items()}
+        return {
+            layer: overlay_heatmap(face.crop, upsample_cam(maps[predicted][None], size)[0], self.colormap, weight)
+            for layer, maps in face.coarse_maps.items()
+        }
 
 
 def _rounded(value, digits: int = 4):
@@ -267,8 +279,7 @@ def run(config: PredictConfig, inputs: list[str]) -> int:
     predictor = Predictor(config.models, config.threads)
     limits = predictor.manifest["input_limits"]
     failures = 0
-    out = sys.stdout if config.out == "-" else open(config.out, "w")
-    try:
+    with nullcontext(sys.stdout) if config.out == "-" else open(config.out, "w") as out:
         for path in expand_inputs(inputs):
             record: dict = {"file": str(path)}
             try:
@@ -278,8 +289,11 @@ def run(config: PredictConfig, inputs: list[str]) -> int:
                 faces = predictor.predict_photo(rgb, config.whole_image)
                 if not faces:
                     raise PhotoError("no face found (try --whole-image true if the photo is already a face crop)")
-                record.update(ok=True, image_size=[int(rgb.shape[1]), int(rgb.shape[0])],
-                              faces=[predictor.describe(face) for face in faces])
+                record.update(
+                    ok=True,
+                    image_size=[int(rgb.shape[1]), int(rgb.shape[0])],
+                    faces=[predictor.describe(face) for face in faces],
+                )
                 if config.overlays:
                     _write_overlays(predictor, faces, Path(config.overlays), path.stem)
             except PhotoError as error:
@@ -288,9 +302,6 @@ def run(config: PredictConfig, inputs: list[str]) -> int:
                 print(f"{path}: {error}", file=sys.stderr)
             out.write(json.dumps(record) + "\n")
             out.flush()
-    finally:
-        if out is not sys.stdout:
-            out.close()
     return failures
 
 
@@ -302,14 +313,11 @@ def _write_overlays(predictor: Predictor, faces: list[FaceResult], folder: Path,
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, inputs = parse_config(PredictConfig, argv, description=__doc__.splitlines()[0],
-                                  positional=("inputs", "photos or folders of photos"))
+    config, inputs = parse_config(
+        PredictConfig, argv, description=__doc__.splitlines()[0], positional=("inputs", "photos or folders of photos")
+    )
     try:
         failures = run(config, inputs)
     except ModelIntegrityError as error:
-        sys.exit(f"masklens-predict: {error}")
+        sys.exit(f"masklens predict: {error}")
     sys.exit(1 if failures else 0)
-
-
-if __name__ == "__main__":
-    main()

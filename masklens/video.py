@@ -1,11 +1,11 @@
-"""Video predictor: faces followed through a video file with the webcam mode's rule (``export/tracking.py``).
+"""Video predictor: faces followed through a video file with the webcam mode's rule (``masklens/tracking.py``).
 
-    masklens-video clip.mp4 --models models/onnx --log tracks.jsonl --out annotated.mp4
+    masklens video clip.mp4 --models models/onnx --log tracks.jsonl --out annotated.mp4
 
 Every frame goes through the browser's live step: faces found with the manifest's ``face_detector``
-rule on the frame scaled down to the ``live`` section's ``detect_max_side``, looking for faces of its
+rule on the frame scaled down to the ``tracking`` section's ``detect_max_side``, looking for faces of its
 ``min_face_size`` frame pixels, boxes matched to tracks (``Tracker.update``), each
-face's crop classified (by the webcam mode's forward-only graph, ``classifier.live`` in the manifest)
+face's crop classified (by the webcam mode's forward-only graph, ``classifier.webcam`` in the manifest)
 and added to its track's window (``Tracker.observe``), the track's label the
 window's mean (``Tracker.label``). So the same video gives the same per-track classes here and in the
 webcam mode. One difference, by design: to keep up in real time the browser re-classifies a tracked
@@ -49,11 +49,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from training.cli import parse_config
+from masklens.cli import parse_config
 
 from .framing import crop_face
 from .predict import ModelIntegrityError, Predictor
-from .tracking import LiveRule, Tracker
+from .tracking import Tracker, TrackingRule
 from .y4m import write_y4m
 
 # site/js/drawing.js's CLASS_COLOURS.
@@ -71,6 +71,7 @@ class VideoError(ValueError):
 @dataclass(frozen=True)
 class SeenTrack:
     """A track matched to a face in the current frame, with its label smoothed over the track's window."""
+
     id: int
     box: list[float]
     label: dict  # Tracker.label: class, probabilities, reason, reason_probabilities
@@ -82,27 +83,26 @@ class LivePredictor:
     def __init__(self, model_dir: str | Path, threads: int = 0):
         self.predictor = Predictor(model_dir, threads)
         manifest = self.predictor.manifest
-        if "live" not in manifest:
-            raise ModelIntegrityError(f"{Path(model_dir) / 'manifest.json'} has no `live` section "
-                                      "(an export from before video support): run masklens-export again")
-        self.live = LiveRule(**manifest["live"])
+        self.tracking = TrackingRule(**manifest["tracking"])
         # The photo rule without the second look for small faces, which would double the cost of an empty
         # frame; the smallest face, in pixels of the scaled-down frame, is given per frame.
         self.rule = dataclasses.replace(self.predictor.rule, retry_min_face_size=None)
         self.detector = self.predictor.detector
-        self.tracker = Tracker(self.live, self.predictor.classes, self.predictor.reasons)
-        self.min_face_size = self.live.min_face_size  # in frame pixels
+        self.tracker = Tracker(self.tracking, self.predictor.classes, self.predictor.reasons)
+        self.min_face_size = self.tracking.min_face_size  # in frame pixels
 
     def find_faces(self, rgb: np.ndarray) -> list:
         """The faces of a frame (site/js/pipeline.js's findLiveFaces): found on the frame scaled down to
-        ``live.detect_max_side`` by Pillow's thumbnail, their boxes scaled back to frame pixels."""
+        ``tracking.detect_max_side`` by Pillow's thumbnail, their boxes scaled back to frame pixels."""
         small = Image.fromarray(rgb)
-        small.thumbnail((self.live.detect_max_side, self.live.detect_max_side), Image.Resampling.BILINEAR)
+        small.thumbnail((self.tracking.detect_max_side, self.tracking.detect_max_side), Image.Resampling.BILINEAR)
         height, width = rgb.shape[:2]
         scale = np.array([width / small.width, height / small.height] * 2)
         # float32 boxes, as the browser rounds them, so that both crop the same pixels.
-        return [dataclasses.replace(face, box=(face.box * scale).astype(np.float32))
-                for face in self.rule.find(self.detector, np.asarray(small), self.min_face_size * small.width / width)]
+        return [
+            dataclasses.replace(face, box=(face.box * scale).astype(np.float32))
+            for face in self.rule.find(self.detector, np.asarray(small), self.min_face_size * small.width / width)
+        ]
 
     def step(self, rgb: np.ndarray) -> list[SeenTrack]:
         """One RGB frame [H, W, 3] -> the tracks of the faces found in it, in detection order."""
@@ -111,12 +111,15 @@ class LivePredictor:
         if faces:
             size = self.predictor.preprocessing["size"]
             crops = np.stack([crop_face(rgb, face.box, self.predictor.framing, size) for face in faces])
-            for track, (probabilities, reason_probabilities, _) in zip(tracks, self.predictor.predict_crops(crops, live=True)):
+            for track, (probabilities, reason_probabilities, _) in zip(
+                tracks, self.predictor.predict_crops(crops, live=True)
+            ):
                 self.tracker.observe(track, probabilities, reason_probabilities)
         return [SeenTrack(track.id, track.box, self.tracker.label(track)) for track in tracks]
 
 
 # --- reading -------------------------------------------------------------------------------------
+
 
 def open_video(path: Path) -> av.container.InputContainer:
     """The file opened for decoding; VideoError unless it has a video stream."""
@@ -163,16 +166,24 @@ def decoded_frames(container: av.container.InputContainer, max_frames: int) -> I
 
 # --- tracking and the log ------------------------------------------------------------------------
 
+
 def log_record(index: int, time: float, track: SeenTrack) -> dict:
     label = track.label
-    return {"frame": index, "time": round(time, 6), "track": track.id, "box": [round(v, 4) for v in track.box],
-            "class": label["class"], "probabilities": {k: round(p, 6) for k, p in label["probabilities"].items()},
-            "reason": label["reason"],
-            "reason_probabilities": {k: round(p, 6) for k, p in label["reason_probabilities"].items()}}
+    return {
+        "frame": index,
+        "time": round(time, 6),
+        "track": track.id,
+        "box": [round(v, 4) for v in track.box],
+        "class": label["class"],
+        "probabilities": {k: round(p, 6) for k, p in label["probabilities"].items()},
+        "reason": label["reason"],
+        "reason_probabilities": {k: round(p, 6) for k, p in label["reason_probabilities"].items()},
+    }
 
 
-def tracked_frames(live: LivePredictor, frames: Iterable[tuple[float, np.ndarray]],
-                   log: TextIO) -> Iterator[tuple[np.ndarray, list[SeenTrack]]]:
+def tracked_frames(
+    live: LivePredictor, frames: Iterable[tuple[float, np.ndarray]], log: TextIO
+) -> Iterator[tuple[np.ndarray, list[SeenTrack]]]:
     """Runs the live step on each frame and logs its tracks; yields (frame, its tracks)."""
     for index, (time, rgb) in enumerate(frames):
         seen = live.step(rgb)
@@ -182,6 +193,7 @@ def tracked_frames(live: LivePredictor, frames: Iterable[tuple[float, np.ndarray
 
 
 # --- drawing and writing -------------------------------------------------------------------------
+
 
 def js_round(value: float) -> int:
     """JavaScript's Math.round (halves up), so labels read as the site's; Python's round halves to even."""
@@ -267,6 +279,7 @@ def staged(path: Path) -> Iterator[Path]:
 
 # --- command line --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class VideoConfig:
     models: str = field(default="models/onnx", metadata={"help": "folder with manifest.json and the ONNX files"})
@@ -288,10 +301,18 @@ def run(config: VideoConfig, video: str) -> None:
         if first is None:
             raise VideoError("the video has no frames")
         live = LivePredictor(config.models, config.threads)
-        with (tqdm(chain([first], frames), total=expected_frames(stream, config.max_frames), unit="frame",
-                   file=sys.stderr, disable=not config.progress) as progress,
-              staged(Path(config.log)) as log_path, (staged(out) if out else nullcontext()) as video_path,
-              open(log_path, "w") as log):
+        with (
+            tqdm(
+                chain([first], frames),
+                total=expected_frames(stream, config.max_frames),
+                unit="frame",
+                file=sys.stderr,
+                disable=not config.progress,
+            ) as progress,
+            staged(Path(config.log)) as log_path,
+            staged(out) if out else nullcontext() as video_path,
+            open(log_path, "w") as log,
+        ):
             tracked = tracked_frames(live, progress, log)
             if video_path is None:
                 for _ in tracked:
@@ -301,19 +322,16 @@ def run(config: VideoConfig, video: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config, videos = parse_config(VideoConfig, argv, description=__doc__.splitlines()[0],
-                                  positional=("video", "the video file"))
+    config, videos = parse_config(
+        VideoConfig, argv, description=__doc__.splitlines()[0], positional=("video", "the video file")
+    )
     if len(videos) != 1:
-        print(f"masklens-video: takes one video, got {len(videos)}", file=sys.stderr)
+        print(f"masklens video: takes one video, got {len(videos)}", file=sys.stderr)
         sys.exit(2)
     try:
         run(config, videos[0])
     except VideoError as error:
-        print(f"masklens-video: {videos[0]}: {error}", file=sys.stderr)
+        print(f"masklens video: {videos[0]}: {error}", file=sys.stderr)
         sys.exit(2)
     except ModelIntegrityError as error:
-        sys.exit(f"masklens-video: {error}")
-
-
-if __name__ == "__main__":
-    main()
+        sys.exit(f"masklens video: {error}")

@@ -1,4 +1,4 @@
-"""Renders the results page from the committed metrics JSON: ``masklens-report``.
+"""Renders the results page from the committed metrics JSON: ``masklens report``.
 
 Numbers in the write-up come only from here, so they cannot drift from the artifacts.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from .cli import parse_config
+from masklens.cli import parse_config
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ def load_results(results_dir: str | Path) -> dict:
     results = {}
     # A preset's folder holds metrics; results/figures and results/ablations do not.
     for preset_dir in sorted(p for p in Path(results_dir).iterdir() if any(p.glob("metrics-*.json"))):
-        entry = {path.stem.removeprefix("metrics-"): json.loads(path.read_text())
-                 for path in sorted(preset_dir.glob("metrics-*.json"))}
+        entry = {
+            path.stem.removeprefix("metrics-"): json.loads(path.read_text())
+            for path in sorted(preset_dir.glob("metrics-*.json"))
+        }
         history_path = preset_dir / "history.json"
         if history_path.exists():
             entry["history"] = json.loads(history_path.read_text())["history"]
@@ -58,17 +60,21 @@ def load_context(results_dir: str | Path) -> dict:
     ``figures``, the names of the PNGs in results/figures."""
     results_dir = Path(results_dir)
     shipped = load_optional_json(results_dir / "shipped.json") or {"preset": "default"}
-    return {"results": load_results(results_dir), "shipped": shipped["preset"],
-            "framing": load_optional_json(results_dir / "framing.json"),
-            "compression": load_optional_json(results_dir / "compression.json"),
-            "benchmark": load_optional_json(results_dir / "benchmark.json"),
-            "live_benchmark": load_optional_json(results_dir / "live-benchmark.json"),
-            "live_benchmark_full_model": load_optional_json(results_dir / "live-benchmark-full-model.json"),
-            "detection": load_optional_json(results_dir / "detection.json"),
-            "sweep": load_optional_json(results_dir / "sweep.json"),
-            "ablations": {path.stem: json.loads(path.read_text())
-                          for path in sorted((results_dir / "ablations").glob("*.json"))},
-            "figures": sorted(p.name for p in (results_dir / "figures").glob("*.png"))}
+    return {
+        "results": load_results(results_dir),
+        "shipped": shipped["preset"],
+        "framing": load_optional_json(results_dir / "framing.json"),
+        "compression": load_optional_json(results_dir / "compression.json"),
+        "benchmark": load_optional_json(results_dir / "benchmark.json"),
+        "live_benchmark": load_optional_json(results_dir / "live-benchmark.json"),
+        "live_benchmark_full_model": load_optional_json(results_dir / "live-benchmark-full-model.json"),
+        "detection": load_optional_json(results_dir / "detection.json"),
+        "sweep": load_optional_json(results_dir / "sweep.json"),
+        "ablations": {
+            path.stem: json.loads(path.read_text()) for path in sorted((results_dir / "ablations").glob("*.json"))
+        },
+        "figures": sorted(p.name for p in (results_dir / "figures").glob("*.png")),
+    }
 
 
 def percent(value: float, digits: int = 2) -> str:
@@ -99,7 +105,3 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_config(ReportConfig, argv, description=__doc__.splitlines()[0])
     render(config)
     print(f"wrote {config.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """End-to-end evaluation on real photos, through the predictor exactly as the site runs it.
 
-    masklens-eval-real --models models/onnx --data ../shared/data --out results/real-end-to-end.json
+    masklens eval-real --models models/onnx --data ../shared/data --out results/real-end-to-end.json
 
 Every photo goes through ``Predictor.predict_photo``: find faces (the manifest's rule), crop as
 trained, classify. The largest face found is the photo's answer; photos where no face is found are
@@ -21,7 +21,6 @@ Deterministic: the same models and data give byte-identical JSON.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,11 +28,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.cli import parse_config
-from training.data import IMAGE_SUFFIXES, write_json
-
-from .framing import face_size
-from .predict import PhotoError, Predictor, open_photo
+from masklens.cli import parse_config
+from masklens.files import IMAGE_SUFFIXES, write_json
+from masklens.framing import face_size
+from masklens.predict import PhotoError, Predictor, open_photo
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,9 @@ class RealEvalConfig:
 def list_images(folder: Path, limit: int = 0, recursive: bool = False) -> list[Path]:
     """The folder's images in name order (``recursive``: and its subfolders'); ``limit`` picks that many,
     evenly spaced."""
-    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir())
-                   if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if limit and len(files) > limit:
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     return files
@@ -69,21 +68,29 @@ def answer(predictor: Predictor, path: Path, whole_image: bool = False, live: bo
     return {"faces": len(faces), "class": predictor.classes[int(largest.probabilities.argmax())]}
 
 
-def run_folder(predictor: Predictor, files: list[Path], label: str, whole_image: bool = False,
-               live: bool = False) -> list[dict]:
-    return [answer(predictor, path, whole_image, live)
-            for path in tqdm(files, desc=label, leave=False, dynamic_ncols=True, mininterval=5.0)]
+def run_folder(
+    predictor: Predictor, files: list[Path], label: str, whole_image: bool = False, live: bool = False
+) -> list[dict]:
+    return [
+        answer(predictor, path, whole_image, live)
+        for path in tqdm(files, desc=label, leave=False, dynamic_ncols=True, mininterval=5.0)
+    ]
 
 
 def found_summary(answers: list[dict]) -> dict:
     found = sum(a["faces"] > 0 for a in answers)
-    return {"photos": len(answers), "found": found, "found_rate": _round(found / max(len(answers), 1)),
-            "not_found": len(answers) - found, "several_faces": sum(a["faces"] > 1 for a in answers)}
+    return {
+        "photos": len(answers),
+        "found": found,
+        "found_rate": _round(found / max(len(answers), 1)),
+        "not_found": len(answers) - found,
+        "several_faces": sum(a["faces"] > 1 for a in answers),
+    }
 
 
 def mask_photos(predictor: Predictor, root: Path) -> dict:
     """real-photos/test: mask vs no mask."""
-    result, right, right_found, found_total, photos = {}, 0, 0, 0, 0
+    result, right, found_total, photos = {}, 0, 0, 0
     for folder, has_mask in (("with_mask", True), ("without_mask", False)):
         answers = run_folder(predictor, list_images(root / folder), folder)
         good = sum(a["class"] is not None and (a["class"] != "uncovered") == has_mask for a in answers)
@@ -122,15 +129,24 @@ def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: b
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     per_class_found = {}
     for row, name in enumerate(classes):
-        answers = run_folder(predictor, list_images(root / name, per_class), f"{name} (whole image)"
-                             if whole_image else f"{name} (live)" if live else name, whole_image, live)
+        answers = run_folder(
+            predictor,
+            list_images(root / name, per_class),
+            f"{name} (whole image)" if whole_image else f"{name} (live)" if live else name,
+            whole_image,
+            live,
+        )
         per_class_found[name] = found_summary(answers)
         for a in answers:
             if a["class"] is not None:
                 confusion[row, classes.index(a["class"])] += 1
     recalls = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
-    return {"balanced_accuracy": _round(recalls.mean()), "recall": {c: _round(r) for c, r in zip(classes, recalls)},
-            "confusion": confusion.tolist(), "found": per_class_found}
+    return {
+        "balanced_accuracy": _round(recalls.mean()),
+        "recall": {c: _round(r) for c, r in zip(classes, recalls)},
+        "confusion": confusion.tolist(),
+        "found": per_class_found,
+    }
 
 
 def evaluate_real(config: RealEvalConfig) -> dict:
@@ -139,15 +155,18 @@ def evaluate_real(config: RealEvalConfig) -> dict:
     frames = data / "real-video-frames"
     return {
         "model_version": predictor.manifest["model_version"],
-        "face_detector": {k: predictor.manifest["face_detector"][k]
-                          for k in ("thresholds", "padding", "fallback_threshold", "min_face_size", "factor")},
+        "face_detector": {
+            k: predictor.manifest["face_detector"][k]
+            for k in ("thresholds", "padding", "fallback_threshold", "min_face_size", "factor")
+        },
         "config": {k: v for k, v in asdict(config).items() if k in ("data", "per_class")},
         "real-photos": mask_photos(predictor, data / "real-photos" / "test"),
         "real-masks": mask_kinds(predictor, data / "real-masks" / "test"),
-        "real-video-frames": {"detected": three_class(predictor, frames, config.per_class, whole_image=False),
-                              "whole_image": three_class(predictor, frames, config.per_class, whole_image=True),
-                              "detected_live": three_class(predictor, frames, config.per_class, whole_image=False,
-                                                           live=True)},
+        "real-video-frames": {
+            "detected": three_class(predictor, frames, config.per_class, whole_image=False),
+            "whole_image": three_class(predictor, frames, config.per_class, whole_image=True),
+            "detected_live": three_class(predictor, frames, config.per_class, whole_image=False, live=True),
+        },
     }
 
 
@@ -161,11 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     write_json(config.out, result)
     photos, frames = result["real-photos"], result["real-video-frames"]
     kinds = ", ".join(f"{kind} {summary['masked_rate']:.3f}" for kind, summary in result["real-masks"].items())
-    print(f"real-photos: mask accuracy {photos['mask_accuracy']:.4f} of found ({photos['found_rate']:.4f} found); "
-          f"real-masks masked rate {kinds}; "
-          f"video frames balanced {frames['detected']['balanced_accuracy']:.4f} (whole image "
-          f"{frames['whole_image']['balanced_accuracy']:.4f})", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()
+    print(
+        f"real-photos: mask accuracy {photos['mask_accuracy']:.4f} of found ({photos['found_rate']:.4f} found); "
+        f"real-masks masked rate {kinds}; "
+        f"video frames balanced {frames['detected']['balanced_accuracy']:.4f} (whole image "
+        f"{frames['whole_image']['balanced_accuracy']:.4f})",
+        file=sys.stderr,
+    )

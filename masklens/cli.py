@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -41,8 +42,13 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, hint: 
         raise TypeError(f"no CLI mapping for field {field.name}: {hint}")
 
 
-def parse_config(cls: type[T], argv: list[str] | None, presets: Mapping[str, T] | None = None,
-                 description: str = "", positional: tuple[str, str] | None = None):
+def parse_config(
+    cls: type[T],
+    argv: list[str] | None,
+    presets: Mapping[str, T] | None = None,
+    description: str = "",
+    positional: tuple[str, str] | None = None,
+):
     """Parses ``argv`` into an instance of the frozen dataclass ``cls``.
 
     With ``presets``, ``--preset NAME`` picks the defaults and other flags override single fields.
@@ -51,24 +57,32 @@ def parse_config(cls: type[T], argv: list[str] | None, presets: Mapping[str, T] 
     """
     parser = argparse.ArgumentParser(description=description)
     if presets:
-        parser.add_argument("--preset", choices=sorted(presets), default=next(iter(presets)),
-                            help="base recipe; other flags override its fields")
+        parser.add_argument(
+            "--preset",
+            choices=sorted(presets),
+            default=next(iter(presets)),
+            help="base recipe; other flags override its fields",
+        )
     if positional:
         parser.add_argument(positional[0], nargs="+", help=positional[1])
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         _add_field(parser, field, hints[field.name])
     namespace = parser.parse_args(argv)
-    overrides = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)
-                 if getattr(namespace, f.name) is not None}
+    overrides = {
+        f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if getattr(namespace, f.name) is not None
+    }
     for name, value in overrides.items():
         if isinstance(value, list):
             overrides[name] = tuple(value)
     if presets:
         config = dataclasses.replace(presets[namespace.preset], **overrides)
     else:
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in overrides
-                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in overrides and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             parser.error("missing required options: " + ", ".join("--" + m.replace("_", "-") for m in missing))
         config = cls(**overrides)

@@ -6,7 +6,7 @@
     compose(size, placements)        a grey frame with photos pasted at (x, y)
 
 Colours go through BT.601 with video (limited) range, which Chromium's fake camera (libyuv) and FFmpeg
-both assume for y4m, so the browser, ``masklens-video`` and ``read_y4m`` see the same pixels.
+both assume for y4m, so the browser, ``masklens video`` and ``read_y4m`` see the same pixels.
 """
 
 from __future__ import annotations
@@ -30,16 +30,17 @@ def rgb_to_i420(rgb: np.ndarray) -> bytes:
 
     def half(plane):
         return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+
     planes = [y, half(u), half(v)]
     return b"".join(np.clip(np.rint(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
 
 
 def i420_to_rgb(data: bytes, width: int, height: int) -> np.ndarray:
     plane = np.frombuffer(data, np.uint8)
-    y = (plane[:width * height].reshape(height, width).astype(np.float32) - 16) * 1.164383
+    y = (plane[: width * height].reshape(height, width).astype(np.float32) - 16) * 1.164383
     quarter = (width // 2) * (height // 2)
-    u = plane[width * height:width * height + quarter].reshape(height // 2, width // 2).astype(np.float32) - 128
-    v = plane[width * height + quarter:].reshape(height // 2, width // 2).astype(np.float32) - 128
+    u = plane[width * height : width * height + quarter].reshape(height // 2, width // 2).astype(np.float32) - 128
+    v = plane[width * height + quarter :].reshape(height // 2, width // 2).astype(np.float32) - 128
     u, v = (c.repeat(2, axis=0).repeat(2, axis=1) for c in (u, v))
     rgb = np.stack([y + 1.596027 * v, y - 0.391762 * u - 0.812968 * v, y + 2.017232 * u], axis=-1)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
@@ -73,7 +74,7 @@ def read_y4m(path: str | Path) -> tuple[list[np.ndarray], float]:
     frames, offset = [], header_end + 1
     while offset < len(data):
         offset = data.index(b"\n", offset) + 1  # FRAME and its optional parameters
-        frames.append(i420_to_rgb(data[offset:offset + frame_bytes], width, height))
+        frames.append(i420_to_rgb(data[offset : offset + frame_bytes], width, height))
         offset += frame_bytes
     return frames, numerator / denominator
 
@@ -83,5 +84,5 @@ def compose(size: tuple[int, int], placements: Iterable[tuple[np.ndarray, int, i
     width, height = size
     frame = np.full((height, width, 3), BACKGROUND, np.uint8)
     for photo, x, y in placements:
-        frame[y:y + photo.shape[0], x:x + photo.shape[1]] = photo[:height - y, :width - x]
+        frame[y : y + photo.shape[0], x : x + photo.shape[1]] = photo[: height - y, : width - x]
     return frame
