@@ -72,7 +72,8 @@ def launch(config: SweepConfig) -> None:
         command = [
             sys.executable,
             "-m",
-            "training.train",
+            "masklens",
+            "train",
             "--preset",
             config.preset,
             "--out-dir",
