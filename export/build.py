@@ -13,8 +13,9 @@ size and sha256, the model version and its holdout metrics. Beside the results i
 ``compression.json``: every weight format measured against fp32 on a whole split, and which one ships,
 and the int8 live graph measured against the full graph (``live_int8``).
 
-The shipped weight format is the smallest whose outputs on the split hold these bounds against fp32:
-the same predicted class for every image, probabilities within 0.01, heatmaps within 0.02.
+The shipped weight format is the smallest whose outputs hold ``export.fidelity.FORMAT_BOUNDS`` against
+fp32's on the split and on each real set: the verdict, the probabilities, and the heatmaps as a person sees
+them (the ranking of their pixels and their hot region).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .checks import (
     KEEP_IMAGES,
     TARGET_LAYERS,
     check_same_outputs,
+    folder_inputs,
     heatmaps,
     run_split,
     same_outputs,
@@ -48,6 +50,7 @@ from .checks import (
 )
 from .classifier import export_classifier, export_gpu_classifier, export_live_classifier
 from .face_detector import export_mtcnn
+from .fidelity import FORMAT_BOUNDS, TOP_AREA, agreement, failures
 from .quantize import STUDENT_BOUNDS, calibration_rows, compare_with_full, quantize_live_classifier
 from .student import LIVE_CLASSIFIER_FILE, export_student, load_student
 from .weights import WEIGHT_FORMATS
@@ -55,7 +58,6 @@ from .weights import WEIGHT_FORMATS
 CLASSIFIER_FILE = "classifier.onnx"
 LIVE_INT8_FILE = "classifier-live-int8.onnx"
 GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
-BOUNDS = {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02}
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,19 @@ class ExportConfig:
         default="train", metadata={"help": "split whose faces set the int8 live graph's ranges"}
     )
     calibration_per_class: int = 64
+    real_data: str = field(default="../shared/data", metadata={"help": "root of the real sets below"})
+    real_sets: tuple[str, ...] = field(
+        default=("real-wear/test", "real-photos/test", "real-masks/test", "real-video-frames"),
+        metadata={"help": "folders of real faces (as whole images) the weight formats are also checked on"},
+    )
+    real_set_faces: int = field(default=400, metadata={"help": "faces taken from each real set, evenly spaced"})
+    check_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "refuse a --weights format outside export.fidelity.FORMAT_BOUNDS of fp32 (the tests turn it off "
+            "for untrained models, whose flat heatmaps magnify any rounding)"
+        },
+    )
     check_live_int8: bool = field(
         default=True,
         metadata={
@@ -110,40 +125,52 @@ def jet_colormap() -> list[str]:
     return ["#" + "".join(f"{int(v):02x}" for v in row) for row in rgb]
 
 
-def compare_formats(model, config: ExportConfig, work: Path, inputs: np.ndarray, labels: np.ndarray) -> dict:
-    """Exports every weight format and measures each against fp32 on the whole split (its network inputs
-    and labels)."""
-    report = {"split": config.split, "images": len(labels), "bounds": BOUNDS, "formats": {}}
-    reference = None
-    for weights in WEIGHT_FORMATS:
+def compare_formats(
+    model, config: ExportConfig, work: Path, inputs: np.ndarray, labels: np.ndarray, real_sets: dict[str, np.ndarray]
+) -> dict:
+    """Exports the weight formats (all of them with ``--weights auto``, else fp32 and the one asked for) and
+    measures each against fp32 on the whole split (its network inputs and labels) and on each real set, with
+    ``export.fidelity``'s bounds."""
+    formats = WEIGHT_FORMATS if config.weights == "auto" else ("fp32", config.weights)
+    sets = {config.split: inputs, **real_sets}
+    report = {
+        "split": config.split,
+        "images": len(labels),
+        "sets": {name: len(faces) for name, faces in sets.items()},
+        "bounds": FORMAT_BOUNDS,
+        "top_area": TOP_AREA,
+        "formats": {},
+    }
+    reference = {}
+    for weights in dict.fromkeys(formats):
         path = work / f"classifier-{weights}.onnx"
         started = time.perf_counter()
         export_classifier(model, path, TARGET_LAYERS, batch_size=None, weights=weights)
         export_seconds = time.perf_counter() - started
-        outputs = run_split(path, inputs, config.threads)
-        probabilities = softmax(outputs["logits"])
-        if reference is None:
-            reference = {"probabilities": probabilities, "classes": probabilities.argmax(1)}
-            reference["maps"] = heatmaps(outputs, reference["classes"], model.preprocessing.size)
-        maps = heatmaps(outputs, reference["classes"], model.preprocessing.size)
-        entry = {
-            "bytes": path.stat().st_size,
-            "export_seconds": round(export_seconds, 1),
-            "accuracy": float((probabilities.argmax(1) == labels).mean()),
-            "same_class_as_fp32": float((probabilities.argmax(1) == reference["classes"]).mean()),
-            "max_probability_difference": float(np.abs(probabilities - reference["probabilities"]).max()),
-            "max_heatmap_difference": {
-                layer: float(np.abs(maps[layer] - reference["maps"][layer]).max()) for layer in TARGET_LAYERS
-            },
-        }
-        entry["within_bounds"] = bool(
-            entry["same_class_as_fp32"] == 1.0
-            and entry["max_probability_difference"] <= BOUNDS["max_probability_difference"]
-            and max(entry["max_heatmap_difference"].values()) <= BOUNDS["max_heatmap_difference"]
-        )
+        entry = {"bytes": path.stat().st_size, "export_seconds": round(export_seconds, 1), "sets": {}, "failures": []}
+        for name, faces in sets.items():
+            outputs = run_split(path, faces, config.threads)
+            probabilities = softmax(outputs["logits"])
+            if weights == "fp32":
+                classes = probabilities.argmax(1)
+                reference[name] = (probabilities, heatmaps(outputs, classes, model.preprocessing.size))
+            if name == config.split:
+                entry["accuracy"] = float((probabilities.argmax(1) == labels).mean())
+            fp32_probabilities, fp32_maps = reference[name]
+            maps = heatmaps(outputs, fp32_probabilities.argmax(1), model.preprocessing.size)
+            entry["sets"][name] = agreement(fp32_probabilities, probabilities, fp32_maps, maps)
+            entry["failures"] += failures(name, entry["sets"][name])
+        entry["within_bounds"] = not entry["failures"]
         report["formats"][weights] = entry
-    passing = [w for w in WEIGHT_FORMATS if report["formats"][w]["within_bounds"]]
-    report["chosen"] = min(passing, key=lambda w: report["formats"][w]["bytes"])
+    passing = [w for w in report["formats"] if report["formats"][w]["within_bounds"]]
+    if config.weights != "auto" and config.weights not in passing and config.check_weights:
+        raise SystemExit(
+            f"{config.weights} weights stray from fp32 beyond {FORMAT_BOUNDS}: "
+            + "; ".join(report["formats"][config.weights]["failures"])
+        )
+    report["chosen"] = (
+        config.weights if config.weights != "auto" else min(passing, key=lambda w: report["formats"][w]["bytes"])
+    )
     return report
 
 
@@ -162,19 +189,18 @@ def build(config: ExportConfig) -> dict:
     report, chosen, description = export_photo_graph(model, config, out_dir, inputs, labels)
     gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
     webcam, gpu_difference = export_webcam_graphs(model, checkpoint, config, out_dir, inputs, labels)
-    if report:
-        student_summary = {key: value for key, value in webcam.get("student", {}).items() if key != "config"}
-        write_json(
-            config.compression_report,
-            {
-                **report,
-                "live_int8": {
-                    "quantization": webcam["quantization"],
-                    "against_full": webcam["against_full"],
-                    **({"student": student_summary} if student_summary else {}),
-                },
+    student_summary = {key: value for key, value in webcam.get("student", {}).items() if key != "config"}
+    write_json(
+        config.compression_report,
+        {
+            **report,
+            "live_int8": {
+                "quantization": webcam["quantization"],
+                "against_full": webcam["against_full"],
+                **({"student": student_summary} if student_summary else {}),
             },
-        )
+        },
+    )
     classifier = {
         "file": CLASSIFIER_FILE,
         "input": description["input"],
@@ -192,8 +218,7 @@ def build(config: ExportConfig) -> dict:
         },
     }
     manifest = manifest_for(config, checkpoint, description, classifier, export_mtcnn(out_dir))
-    if config.weights == "auto":
-        manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
+    manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     validate(json.loads(text))  # what every reader will see
     (out_dir / MANIFEST_NAME).write_text(text)
@@ -202,12 +227,17 @@ def build(config: ExportConfig) -> dict:
 
 
 def export_photo_graph(model, config: ExportConfig, out_dir: Path, inputs: np.ndarray, labels: np.ndarray):
-    """``classifier.onnx`` in the chosen weight format (the smallest within BOUNDS with ``--weights auto``),
-    or the ``keep`` file when its outputs are this export's: -> (formats report or None, format, description)."""
+    """``classifier.onnx`` in the chosen weight format (the smallest within ``FORMAT_BOUNDS`` with ``--weights
+    auto``; the one asked for, refused outside them), or the ``keep`` file when its outputs are this export's:
+    -> (formats report, format, description)."""
+    real_sets = {
+        name: folder_inputs(Path(config.real_data) / name, model.preprocessing, config.real_set_faces)
+        for name in config.real_sets
+    }
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        report = compare_formats(model, config, work, inputs, labels) if config.weights == "auto" else None
-        chosen = report["chosen"] if report else config.weights
+        report = compare_formats(model, config, work, inputs, labels, real_sets)
+        chosen = report["chosen"]
         description = export_classifier(model, work / CLASSIFIER_FILE, TARGET_LAYERS, batch_size=None, weights=chosen)
         kept = Path(config.keep) if config.keep else None
         if kept is not None and not kept.is_file():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from masklens.files import IMAGE_SUFFIXES
 from masklens.gradcam import class_heatmaps
 from masklens.predict import session_options
 from masklens.preprocess import load_rgb, to_input_array
@@ -23,6 +24,24 @@ def split_inputs(samples, preprocessing) -> np.ndarray:
     """The split's images as the network's input batch [N, 3, S, S]."""
     p = preprocessing
     return np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
+
+
+def folder_inputs(folder: Path, preprocessing, limit: int) -> np.ndarray:
+    """Up to ``limit`` images of a folder and its subfolders (evenly spaced in name order; unreadable files
+    skipped), each whole as the network's input: [N, 3, S, S]."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no images in {folder}")
+    if len(files) > limit:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    p = preprocessing
+    arrays = []
+    for path in files:
+        try:
+            arrays.append(to_input_array(load_rgb(path), p.size, p.mean, p.std, p.interpolation))
+        except OSError:
+            continue
+    return np.stack(arrays)
 
 
 def same_outputs(kept: Path, fresh: Path, inputs: np.ndarray, threads: int) -> bool:

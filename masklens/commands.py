@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export-detector": ("export.face_detector", "export the MTCNN face finder's three nets to ONNX"),
     "eval-real": ("studies.real_eval", "score the exported graphs end to end on the real photo sets"),
+    "calibrate": (
+        "studies.calibration",
+        'fit the "can\'t tell" rule on held-out real faces and write it into the manifest',
+    ),
     "detection-study": ("studies.detection_study", "compare face-finder rules on the real photo sets"),
     "framing": ("studies.framing", "measure where the face finder boxes the training faces (the crop rule)"),
     "gallery": ("studies.gallery", "draw Grad-CAM heatmaps of holdout faces for the docs"),

@@ -7,10 +7,11 @@ For every photo: find faces (MTCNN cascade on the padded photo, with the whole-p
 manifest's ``face_detector`` rule, see ``masklens.mtcnn.find_faces``), crop each as the training images
 are framed, classify, and compute Grad-CAM for every class on every target layer. One JSON line per input file:
 ``{"file", "ok": true, "image_size": [w, h], "faces": [...]}`` or ``{"file", "ok": false, "error"}``.
-A face is ``{"box", "score", "landmarks", "crop_box", "class", "probabilities", "reason",
+A face is ``{"box", "score", "landmarks", "crop_box", "class", "cant_tell", "probabilities", "reason",
 "reason_probabilities", "heatmaps": {layer: [class 0 map, class 1 map, class 2 map]}}`` with boxes in
-pixels of the photo as stored (after EXIF rotation) and coarse maps in [0, 1]. A file that fails
-(not an image, truncated, empty, too large, no face) gets an error line; the others go on, and the
+pixels of the photo as stored (after EXIF rotation), coarse maps in [0, 1], probabilities calibrated and
+``cant_tell`` null, or why the face gets no verdict (``masklens.abstention``: "too_small" or "unsure").
+A file that fails (not an image, truncated, empty, too large, no face) gets an error line; the others go on, and the
 exit status is 1 if any file failed.
 """
 
@@ -29,8 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from masklens.cli import parse_config
 
+from .abstention import AbstentionRule
 from .face_finder import DetectionRule
-from .framing import Framing, crop_box_for_face, crop_face
+from .framing import Framing, crop_box_for_face, crop_face, face_size
 from .gradcam import gradcam_from_outputs, overlay_heatmap, upsample_cam
 from .manifest import ModelIntegrityError, load_manifest
 
@@ -131,6 +133,7 @@ class Predictor:
             str(self.model_dir / classifier["file"]), self.options, providers=["CPUExecutionProvider"]
         )
         self.rule = rule_from_manifest(self.manifest)
+        self.abstention = AbstentionRule.from_manifest(self.manifest)
         self.detector = self.rule.detector(self.model_dir, self.options)
         self.classes = self.manifest["classes"]
         self.reasons = self.manifest["reasons"]
@@ -164,7 +167,7 @@ class Predictor:
         """uint8 crops [N, S, S, 3] -> per crop (class probabilities, reason probabilities, coarse maps);
         ``live``: through the webcam mode's graph, whose maps are block8's only."""
         outputs = self.classify(normalize_crops(crops, self.preprocessing), live)
-        probabilities = softmax(outputs["logits"])
+        probabilities = self.abstention.probabilities(outputs["logits"])
         reason_probabilities = softmax(outputs["reason_logits"])
         layers = self.manifest["classifier"]["webcam"]["target_layers"] if live else self.layers
         maps = {
@@ -230,6 +233,7 @@ class Predictor:
             "landmarks": _rounded(face.landmarks),
             "crop_box": _rounded(face.crop_box),
             "class": self.classes[predicted],
+            "cant_tell": self.abstention.reason(face.probabilities, face_size(face.box)),
             "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, face.probabilities)},
             "reason": reason if self.classes[predicted] == "incorrect" else None,
             "reason_probabilities": {r: round(float(p), 6) for r, p in zip(self.reasons, face.reason_probabilities)},

@@ -2,7 +2,7 @@
 # From finished training runs to the committed artifacts: checkpoints, metrics, figures, ONNX models,
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
 # Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior] [runs/live-student]
-#                           [runs/live-student-slim]
+#                           [runs/live-student-slim] [runs/real-wear]
 # A run folder without model.pt is skipped. The chain of the real models (docs: the Experiments page): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
 # the weights of real and real-webcam (masklens soup, made here if missing); runs/real-prior is fine-tuned
@@ -11,6 +11,8 @@
 # real-prior, real and default whose checkpoint is in models/; the other real models are evaluated end to
 # end too. runs/live-student (distilled from models/real-prior.pt) is the webcam mode's live graph when present,
 # runs/live-student-slim (narrowed from models/live-student.pt, distilled the same way) in its place when present.
+# runs/real-wear (live-student-slim fine-tuned on real incorrect wear) ships for photos and webcam alike when present,
+# its "can't tell" rule fitted by masklens calibrate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
@@ -20,6 +22,7 @@ webcam_run=${4:-runs/real-webcam}
 prior_run=${5:-runs/real-prior}
 student_run=${6:-runs/live-student}
 slim_run=${7:-runs/live-student-slim}
+wear_run=${8:-runs/real-wear}
 data=../shared/data
 bin=.venv/bin
 
@@ -53,22 +56,26 @@ fi
 [ -f "$prior_run/model.pt" ] && take "$prior_run" real-prior
 [ -f "$student_run/model.pt" ] && take "$student_run" live-student
 [ -f "$slim_run/model.pt" ] && take "$slim_run" live-student-slim
+[ -f "$wear_run/model.pt" ] && take "$wear_run" real-wear
 
 "$bin/masklens" export-detector --out-dir build/detector
 "$bin/masklens" framing --models build/detector --out results/framing.json
 "$bin/masklens" detection-study --models build/detector --out results/detection.json
 
 # Before: the MaskedFace-Net-only model through the same face finder, end to end.
-"$bin/masklens" export --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
-"$bin/masklens" eval-real --models build/onnx-default --out results/default/metrics-end-to-end.json
+if [ -f models/default.pt ]; then
+  "$bin/masklens" export --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
+  "$bin/masklens" eval-real --models build/onnx-default --out results/default/metrics-end-to-end.json
+fi
 
 shipped=default
-for preset in real real-prior; do
+for preset in real real-prior real-wear; do
   [ -f "models/$preset.pt" ] && shipped=$preset
 done
 # The real models not shipped, end to end through the same face finder.
 for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:models/real-soup.pt \
-             live-student:models/live-student.pt live-student-slim:models/live-student-slim.pt; do
+             real-prior:models/real-prior.pt live-student:models/live-student.pt \
+             live-student-slim:models/live-student-slim.pt; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
   "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
@@ -83,6 +90,8 @@ done
 "$bin/masklens" export --checkpoint "models/$shipped.pt" --out-dir models/onnx \
   --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}" "${live[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
+# The "can't tell" rule, fitted on the real faces real-wear's run held out (build/faces from masklens faces).
+[ "$shipped" = real-wear ] && "$bin/masklens" calibrate --models models/onnx --faces-index build/faces/index.json
 [ "$shipped" = default ] || "$bin/masklens" eval-real --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
 "$bin/masklens" synth --faces build/faces/index.json --out results/figures/synthetic-masks.png
 "$bin/masklens" benchmark --models models/onnx

@@ -2,7 +2,8 @@
 
 Writes ``results/benchmark.json``: per-face classifier latency (logits + both Grad-CAM layers, batch 1),
 face-detector and whole-pipeline latency on real photos, with 1 and all threads, model sizes from the
-manifest and the machine it ran on. A benchmark, not a test: nothing here asserts a time.
+manifest, the machine it ran on and, given a built site, what a first and a second visit to the app download
+until the first photo's result (``studies.visits``). A benchmark, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class BenchmarkConfig:
     photos: str = field(
         default="../shared/data/real-photos/test/without_mask",
         metadata={"help": "folder of photos for the detector and pipeline timings"},
+    )
+    site: str = field(
+        default="build/site",
+        metadata={"help": "built site (scripts/build_site.py) of these models whose visits are measured; '' to skip"},
     )
     photo_count: int = 10
     repeats: int = 20
@@ -72,8 +77,22 @@ def benchmark(config: BenchmarkConfig) -> dict:
                 result["threads"][str(threads)][key][stat] /= max(len(rgbs), 1)
     result["files"] = {name: entry["bytes"] for name, entry in predictor.manifest["files"].items()}
     result["classifier_weights"] = predictor.manifest["classifier"]["weights"]
+    if config.site:
+        result["visits"] = site_visits(Path(config.site), predictor.manifest, photos[0])
     write_json(config.out, result)
     return result
+
+
+def site_visits(site: Path, manifest: dict, photo: Path) -> dict:
+    """``studies.visits``' first and second visit, refused for a site built from other models."""
+    import json
+
+    from .visits import measure_visits
+
+    built = site / "app" / "models" / "manifest.json"
+    if not built.is_file() or json.loads(built.read_text())["files"] != manifest["files"]:
+        raise SystemExit(f"{site} is not a site of these models: build it with scripts/build_site.py --models")
+    return measure_visits(site, photo)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,3 +104,6 @@ def main(argv: list[str] | None = None) -> None:
             f"detector {timings['detector_per_photo']['median_ms']:.1f} ms/photo, "
             f"pipeline {timings['pipeline_per_photo']['median_ms']:.1f} ms/photo"
         )
+    for name, seen in result.get("visits", {}).items():
+        if name != "photo":
+            print(f"{name} visit: {seen['bytes'] / 1e6:.2f} MB, first result after {seen['seconds_to_first_result']} s")

@@ -26,7 +26,7 @@ from masklens.mtcnn import FaceDetector
 from masklens.predict import session_options
 from masklens.preprocess import load_rgb
 
-from .real_eval import list_images
+from .answers import list_images
 
 RULES = {
     "facenet_default": DetectionRule(),

@@ -11,6 +11,7 @@ counted apart (``not_found``) and never scored as right. Sets (``SETS``):
   ``mask_accuracy_all`` counting a photo without a face as wrong.
 - ``real-masks`` (``real-masks/test/<kind>``): per kind, the share of faces found called covered or
   incorrect (``masked_rate``).
+- ``real-wear``: see ``studies.real_wear``.
 - ``real-video-frames`` (64 px grayscale face crops, three classes; at most ``per_class`` frames of
   each class, evenly spaced): balanced 3-class accuracy and confusion, through the face finder and,
   as these frames are already face crops, also in whole-image mode (no detector), and through the face
@@ -26,12 +27,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from masklens.cli import parse_config
-from masklens.files import IMAGE_SUFFIXES, write_json
-from masklens.framing import face_size
-from masklens.predict import PhotoError, Predictor, open_photo
+from masklens.files import write_json
+from masklens.predict import Predictor
+
+from .answers import found_summary, list_images, rounded, run_folder
+from .real_wear import evaluate_real_wear
 
 
 @dataclass(frozen=True)
@@ -43,51 +45,6 @@ class RealEvalConfig:
     threads: int = 0
 
 
-def list_images(folder: Path, limit: int = 0, recursive: bool = False) -> list[Path]:
-    """The folder's images in name order (``recursive``: and its subfolders'); ``limit`` picks that many,
-    evenly spaced."""
-    files = sorted(
-        p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if limit and len(files) > limit:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
-    return files
-
-
-def answer(predictor: Predictor, path: Path, whole_image: bool = False, live: bool = False) -> dict:
-    """The photo's answer: class of its largest face, faces found, or the reason it failed."""
-    limits = predictor.manifest["input_limits"]
-    try:
-        rgb = open_photo(path, limits["max_side"], limits["max_pixels"])
-    except PhotoError as error:
-        return {"faces": 0, "class": None, "error": str(error)}
-    faces = predictor.predict_photo(rgb, whole_image, live)
-    if not faces:
-        return {"faces": 0, "class": None}
-    largest = max(faces, key=lambda face: face_size(face.box))
-    return {"faces": len(faces), "class": predictor.classes[int(largest.probabilities.argmax())]}
-
-
-def run_folder(
-    predictor: Predictor, files: list[Path], label: str, whole_image: bool = False, live: bool = False
-) -> list[dict]:
-    return [
-        answer(predictor, path, whole_image, live)
-        for path in tqdm(files, desc=label, leave=False, dynamic_ncols=True, mininterval=5.0)
-    ]
-
-
-def found_summary(answers: list[dict]) -> dict:
-    found = sum(a["faces"] > 0 for a in answers)
-    return {
-        "photos": len(answers),
-        "found": found,
-        "found_rate": _round(found / max(len(answers), 1)),
-        "not_found": len(answers) - found,
-        "several_faces": sum(a["faces"] > 1 for a in answers),
-    }
-
-
 def mask_photos(predictor: Predictor, root: Path) -> dict:
     """real-photos/test: mask vs no mask."""
     result, right, found_total, photos = {}, 0, 0, 0
@@ -96,15 +53,15 @@ def mask_photos(predictor: Predictor, root: Path) -> dict:
         good = sum(a["class"] is not None and (a["class"] != "uncovered") == has_mask for a in answers)
         summary = found_summary(answers)
         summary["right"] = good
-        summary["accuracy_of_found"] = _round(good / max(summary["found"], 1))
+        summary["accuracy_of_found"] = rounded(good / max(summary["found"], 1))
         summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
         result[folder] = summary
         right += good
         found_total += summary["found"]
         photos += summary["photos"]
-    result["mask_accuracy"] = _round(right / max(found_total, 1))
-    result["mask_accuracy_all"] = _round(right / max(photos, 1))
-    result["found_rate"] = _round(found_total / max(photos, 1))
+    result["mask_accuracy"] = rounded(right / max(found_total, 1))
+    result["mask_accuracy_all"] = rounded(right / max(photos, 1))
+    result["found_rate"] = rounded(found_total / max(photos, 1))
     return result
 
 
@@ -116,7 +73,7 @@ def mask_kinds(predictor: Predictor, root: Path) -> dict:
         summary = found_summary(answers)
         masked = sum(a["class"] in ("covered", "incorrect") for a in answers)
         summary["masked"] = masked
-        summary["masked_rate"] = _round(masked / max(summary["found"], 1))
+        summary["masked_rate"] = rounded(masked / max(summary["found"], 1))
         summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
         result[kind] = summary
     return result
@@ -142,8 +99,8 @@ def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: b
                 confusion[row, classes.index(a["class"])] += 1
     recalls = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     return {
-        "balanced_accuracy": _round(recalls.mean()),
-        "recall": {c: _round(r) for c, r in zip(classes, recalls)},
+        "balanced_accuracy": rounded(recalls.mean()),
+        "recall": {c: rounded(r) for c, r in zip(classes, recalls)},
         "confusion": confusion.tolist(),
         "found": per_class_found,
     }
@@ -167,11 +124,8 @@ def evaluate_real(config: RealEvalConfig) -> dict:
             "whole_image": three_class(predictor, frames, config.per_class, whole_image=True),
             "detected_live": three_class(predictor, frames, config.per_class, whole_image=False, live=True),
         },
+        "real-wear": evaluate_real_wear(predictor, data),
     }
-
-
-def _round(value: float) -> float:
-    return round(float(value), 4)
 
 
 def main(argv: list[str] | None = None) -> None:

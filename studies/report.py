@@ -54,7 +54,8 @@ def load_context(results_dir: str | Path) -> dict:
     top-level artifacts ``framing`` (results/framing.json), ``compression`` (results/compression.json),
     ``benchmark`` (results/benchmark.json), ``live_benchmark`` (results/live-benchmark.json, the webcam
     mode's speed), ``live_benchmark_full_model`` (results/live-benchmark-full-model.json, the same with the
-    full model's live graph in place of the distilled student's), ``detection`` (results/detection.json) and ``sweep``
+    full model's live graph in place of the distilled student's), ``detection`` (results/detection.json),
+    ``calibration`` (results/calibration.json, the "can't tell" rule of ``masklens calibrate``) and ``sweep``
     (results/sweep.json, the recipe sweep of ``training.sweep``), None if absent; ``ablations``, each
     results/ablations/NAME.json by NAME (models trained to compare recipes, not shipped);
     ``figures``, the names of the PNGs in results/figures."""
@@ -69,6 +70,7 @@ def load_context(results_dir: str | Path) -> dict:
         "live_benchmark": load_optional_json(results_dir / "live-benchmark.json"),
         "live_benchmark_full_model": load_optional_json(results_dir / "live-benchmark-full-model.json"),
         "detection": load_optional_json(results_dir / "detection.json"),
+        "calibration": load_optional_json(results_dir / "calibration.json"),
         "sweep": load_optional_json(results_dir / "sweep.json"),
         "ablations": {
             path.stem: json.loads(path.read_text()) for path in sorted((results_dir / "ablations").glob("*.json"))

@@ -16,12 +16,15 @@ Python side.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
 from export.build import jet_colormap
+from masklens.abstention import AbstentionRule
+from masklens.framing import face_size
 from masklens.gradcam import gradcam_from_outputs, overlay_heatmap, upsample_cam
 from masklens.manifest import SCHEMA_PATH, ManifestError, validate
 from masklens.mtcnn import apply_offsets, nms, pnet_candidates, square
@@ -93,7 +96,7 @@ MANIFEST_CASES = [
             }
         ],
     ),
-    ("null weights", [{"op": "replace", "path": "/classifier/webcam/gpu/weights", "value": None}]),
+    ("null weights", [{"op": "replace", "path": "/classifier/weights", "value": None}]),
     ("a bad colour in the colormap", [{"op": "replace", "path": "/drawing/colormap/17", "value": "#GG0000"}]),
     ("a number in the colormap", [{"op": "replace", "path": "/drawing/colormap/3", "value": 255}]),
     ("a short colormap", [{"op": "remove", "path": "/drawing/colormap/255"}]),
@@ -115,7 +118,8 @@ MANIFEST_CASES = [
     ("a map of one side", [{"op": "replace", "path": "/classifier/maps/block8", "value": [3]}]),
     ("a map side of 0", [{"op": "replace", "path": "/classifier/maps/block8/1", "value": 0}]),
     ("a null in a shape", [{"op": "replace", "path": "/classifier/input/shape/0", "value": None}]),
-    ("a negative student depth", [{"op": "add", "path": "/classifier/webcam/student/depths/extra", "value": -1}]),
+    ("a negative smallest face to judge", [{"op": "replace", "path": "/abstention/min_face_size", "value": -1}]),
+    ("no temperature", [{"op": "remove", "path": "/abstention/temperature"}]),
 ]
 
 
@@ -202,6 +206,28 @@ def manifest_validation() -> dict:
     }
 
 
+def abstention_cases(logits: np.ndarray) -> dict:
+    """masklens.abstention's answers: calibrated probabilities at one temperature, and the reason for no
+    verdict for faces of several sizes under one rule (the thresholds fall between the faces' values, and on
+    one exactly, where "under" must not abstain)."""
+    rule = AbstentionRule(temperature=1.7, min_probability=0.6, min_face_size=24.0)
+    probabilities = rule.probabilities(logits)
+    boxes = [[10, 10, 30, 30], [0, 0, 24, 24], [5, 5, 60, 80], [0, 0, 100, 90]]
+    cases = [
+        {"probabilities": floats(row), "box": box, "expected": rule.reason(row, face_size(box))}
+        for row in probabilities
+        for box in boxes
+    ]
+    cases.append({"probabilities": [0.6, 0.3, 0.1], "box": [0, 0, 24, 24], "expected": None})
+    return {
+        "rule": dataclasses.asdict(rule),
+        "logits": floats(logits),
+        "dims": list(logits.shape),
+        "probabilities": floats(probabilities),
+        "cases": cases,
+    }
+
+
 def fixtures() -> dict:
     rng = np.random.default_rng(2024)
     crops = rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
@@ -231,6 +257,7 @@ def fixtures() -> dict:
             "expected": floats(normalize_crops(crops, preprocessing)),
         },
         "softmax": {"logits": floats(logits), "dims": [4, 3], "expected": floats(softmax(logits))},
+        "abstention": abstention_cases(logits),
         "gradcam": {
             "activations": floats(activations),
             "weights": floats(weights),

@@ -235,6 +235,45 @@ def test_a_second_visit_reads_the_models_from_the_cache(context, server):
     assert "cache" in app.page.inner_text("#status")
 
 
+def test_photo_mode_downloads_only_what_a_photo_check_needs(browser, server, photos, exported_models):
+    """A first visit and a photo check fetch the face detector, the one classifier and the wasm build of
+    onnxruntime-web: never the webcam's graphs, the WebGPU graph or the WebGPU build."""
+    manifest = json.loads((exported_models / "manifest.json").read_text())
+    classifier = manifest["classifier"]
+    photo_files = {classifier["file"], *(net["file"] for net in manifest["face_detector"]["nets"].values())}
+    webcam_only = {classifier["webcam"]["file"], classifier["webcam"]["gpu"]["file"], classifier["gpu"]["file"]}
+    context = browser.new_context()  # a fresh cache
+    try:
+        app = App(context, server).open()
+        assert app.upload(photos["with_mask"])["state"] == "result"
+        fetched = {url.rsplit("/", 1)[-1] for url in app.requests}
+        assert {name for name in fetched if name.endswith(".onnx")} == photo_files
+        assert not fetched & webcam_only
+        assert {name for name in fetched if name.startswith("ort")} == {
+            "ort.wasm.min.mjs",
+            "ort-wasm-simd-threaded.mjs",
+            "ort-wasm-simd-threaded.wasm",
+        }
+    finally:
+        context.close()
+
+
+def test_visits_are_measured_in_bytes_until_the_first_result(browser, server, site, photos, exported_models):
+    from studies.visits import first_and_second_visit
+
+    manifest = json.loads((exported_models / "manifest.json").read_text())
+    classifier = manifest["classifier"]["file"]
+    visits = first_and_second_visit(browser, server, photos["with_mask"])
+    first, second = visits["first"], visits["second"]
+    photo_models = sum(manifest["files"][f]["bytes"] for f in manifest["files"] if f.endswith("net.onnx"))
+    photo_models += manifest["files"][classifier]["bytes"]
+    wasm = (site / "app" / "ort" / "ort-wasm-simd-threaded.wasm").stat().st_size
+    assert first["bytes"] > photo_models + wasm and f"/app/models/{classifier}" in first["largest"]
+    # The second visit reads the models from Cache Storage and the rest from the HTTP cache (or a 304).
+    assert second["bytes"] < 1_000_000 and not any(name.endswith(".onnx") for name in second["largest"])
+    assert 0 < first["seconds_to_ready"] <= first["seconds_to_first_result"]
+
+
 def test_a_model_that_differs_from_the_manifest_is_refused(browser, server):
     context = browser.new_context()  # a fresh cache
     try:

@@ -234,28 +234,38 @@ def test_optional_sections_render_only_when_their_artifact_exists(results):
     assert context["compression"] is None
     method = render_template(TEMPLATES / "method.md.j2", context)
     assert "## Weight compression" not in method
+    layers = {"median_spearman": 0.999, "p5_spearman": 0.91, "median_top_iou": 0.95, "p5_top_iou": 0.9}
+    measured = {"faces": 9, "same_class": 1.0, "max_probability_difference": 0.001, "layers": {"block8": layers}}
     formats = {
         name: {
             "bytes": size,
             "export_seconds": 1.0,
             "accuracy": 0.5,
-            "same_class_as_fp32": 1.0,
-            "max_probability_difference": 0.001,
-            "within_bounds": True,
-            "max_heatmap_difference": {"block8": 0.004, "repeat_2": 0.008},
+            "sets": {"holdout": measured, "real-wear/test": {**measured, "max_probability_difference": 0.004}},
+            "failures": [] if name != "int8" else ["real-wear/test: probability difference 0.0300 > 0.02"],
+            "within_bounds": name != "int8",
         }
         for name, size in (("fp32", 92_000_000), ("fp16", 46_000_000), ("int8", 23_456_789))
     }
     context["compression"] = {
         "split": "holdout",
         "images": 9,
-        "chosen": "int8",
+        "sets": {"holdout": 9, "real-wear/test": 9},
+        "chosen": "fp16",
         "formats": formats,
-        "bounds": {"max_probability_difference": 0.01, "max_heatmap_difference": 0.02},
+        "bounds": {
+            "min_same_class": 0.995,
+            "max_probability_difference": 0.02,
+            "min_median_spearman": 0.95,
+            "min_p5_spearman": 0.8,
+            "min_median_top_iou": 0.7,
+        },
+        "top_area": 0.2,
     }
     method = render_template(TEMPLATES / "method.md.j2", context)
-    assert "## Weight compression" in method
-    assert "| **int8** | 23.5 MB | 50.00% | 100.00% | 0.0010 | 0.0040 | 0.0080 | yes |" in method
+    assert "## Weight compression" in method and "on 1 real sets as whole images\n(`real-wear/test` 9 faces)" in method
+    assert "| **fp16** | 46.0 MB | 50.00% | 100.00% | 0.0040 | 0.999 | 0.910 | 0.950 | yes |" in method
+    assert "| int8 | 23.5 MB | 50.00% | 100.00% | 0.0040 | 0.999 | 0.910 | 0.950 | no: real-wear/test: " in method
     assert "webcam mode's int8 graph" not in method
     context["compression"]["live_int8"] = {
         "quantization": {

@@ -234,24 +234,33 @@ def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_weight_formats_are_compared_on_a_whole_split(model, tiny_tree, tmp_path):
-    """masklens export --weights auto: every format exported and measured against fp32; the smallest within
-    bounds ships."""
+def test_weight_formats_are_compared_on_a_whole_split(model, tiny_tree, tmp_path, monkeypatch):
+    """masklens export --weights auto: every format exported and measured against fp32 on the split and each
+    real set; the smallest within bounds ships, and a format asked for outside them is refused by name."""
     from export.build import ExportConfig, compare_formats
     from export.checks import split_inputs
     from training.data import index_split
 
     samples = index_split(tiny_tree, "holdout").samples
-    report = compare_formats(
-        model,
-        ExportConfig(data_root=str(tiny_tree), threads=1),
-        tmp_path,
-        split_inputs(samples, model.preprocessing),
-        np.array([s.label for s in samples]),
-    )
+    inputs = split_inputs(samples, model.preprocessing)
+    labels = np.array([s.label for s in samples])
+    real = {"real-like": inputs[::-1].copy()}
+    report = compare_formats(model, ExportConfig(data_root=str(tiny_tree), threads=1), tmp_path, inputs, labels, real)
     assert report["images"] == 12 and list(report["formats"]) == ["fp32", "fp16", "int8"]
+    assert report["sets"] == {"holdout": 12, "real-like": 12}
     fp32 = report["formats"]["fp32"]
-    assert fp32["same_class_as_fp32"] == 1.0 and fp32["max_probability_difference"] == 0.0 and fp32["within_bounds"]
+    for measured in fp32["sets"].values():
+        assert measured["same_class"] == 1.0 and measured["max_probability_difference"] == 0.0
+        assert all(
+            layer["median_spearman"] == 1.0 and layer["median_top_iou"] == 1.0 for layer in measured["layers"].values()
+        )
+    assert fp32["within_bounds"] and fp32["failures"] == []
     passing = [w for w, entry in report["formats"].items() if entry["within_bounds"]]
     assert report["chosen"] == min(passing, key=lambda w: report["formats"][w]["bytes"])
     assert report["formats"]["int8"]["bytes"] < report["formats"]["fp16"]["bytes"] < fp32["bytes"]
+    # A format asked for outside the bounds is refused, naming the set, layer, measure and value.
+    broken = lambda name, measured: [f"{name}: block8 median spearman 0.5000 < 0.95"]
+    monkeypatch.setattr("export.build.failures", broken)
+    asked = ExportConfig(data_root=str(tiny_tree), threads=1, weights="int8")
+    with pytest.raises(SystemExit, match=r"int8 weights stray from fp32.*holdout: block8 median spearman 0\.5000"):
+        compare_formats(model, asked, tmp_path, inputs, labels, real)

@@ -300,7 +300,12 @@ def test_benchmark_writes_its_report(model_dir, tmp_path):
     photos = shared_data_or_skip("real-photos", "test", "without_mask")
     result = benchmark(
         BenchmarkConfig(
-            models=str(model_dir), photos=str(photos), photo_count=1, repeats=1, out=str(tmp_path / "benchmark.json")
+            models=str(model_dir),
+            photos=str(photos),
+            photo_count=1,
+            repeats=1,
+            out=str(tmp_path / "benchmark.json"),
+            site="",  # tests/test_browser.py measures the visits of a built site
         )
     )
     assert json.loads((tmp_path / "benchmark.json").read_text()) == result

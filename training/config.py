@@ -80,6 +80,10 @@ class TrainConfig:
         },
     )
     distill_temperature: float = 2.0
+    incorrect_repeats: int = field(
+        default=1,
+        metadata={"help": "times each real face labelled incorrect (faces_index) is seen per epoch: they are rare"},
+    )
     masked_covered_share: float = field(
         default=0.0,
         metadata={
@@ -161,6 +165,22 @@ PRESETS["live-student-slim"] = dataclasses.replace(
     out_dir="runs/live-student-slim",
     widths=dataclasses.astuple(LIVE_STUDENT_SLIM_WIDTHS),
     init_from="models/live-student.pt",
+)
+
+
+# One compact network for photos and webcam, taught real incorrect wear: live-student-slim fine-tuned on
+# real-wear's per-face labels besides everything it trained on (no teacher: none knows real incorrect wear),
+# 15% of the real photos held out by photo to choose thresholds and the temperature on.
+PRESETS["real-wear"] = dataclasses.replace(
+    PRESETS["live-student-slim"],
+    out_dir="runs/real-wear",
+    init_from="models/live-student-slim.pt",
+    teacher="",
+    distill_weight=0.0,
+    epochs=3,
+    lr=5e-4,
+    real_validation_percent=15,
+    incorrect_repeats=3,
 )
 
 

@@ -135,10 +135,12 @@ class FacesIndex:
 
 def is_held_out(entry: dict, percent: int) -> bool:
     """A fixed ``percent`` of the real photos (never MaskedFace-Net's, which has its own validation split),
-    by a hash of the file name: the same faces whatever the machine or the order of the index."""
+    by a hash of the photo's name (the file's, in an index without photos): the same faces whatever the
+    machine or the order of the index, and every face of a photo on the same side."""
     if entry["source"].startswith("mfn-"):
         return False
-    return int(hashlib.sha256(entry["file"].encode()).hexdigest()[:8], 16) % 100 < percent
+    key = entry.get("photo", entry["file"])
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100 < percent
 
 
 def read_faces_index(path: str | Path, held_out_percent: int = 0) -> FacesIndex:

@@ -37,6 +37,13 @@ class FaceSource:
     folder: str  # relative to the data root
     label: str  # a class name or MASKED
     synth_source: bool = False  # unmasked faces to fit masks onto
+    # Several faces of one photo share its name before "_<n>" (real-wear): a held-out part is split by photo.
+    faces_per_photo: bool = False
+
+
+def photo_of(path: Path, source: FaceSource) -> str:
+    """The photo a face comes from: faces of one photo are held out together (``training.datasets``)."""
+    return path.stem.rsplit("_", 1)[0] if source.faces_per_photo else path.stem
 
 
 SOURCES: dict[str, FaceSource] = {
@@ -47,6 +54,12 @@ SOURCES: dict[str, FaceSource] = {
     "real-masks-n95": FaceSource("real-masks/train/n95", MASKED),
     "real-masks-n95-valve": FaceSource("real-masks/train/n95-valve", MASKED),
     "real-masks-surgical": FaceSource("real-masks/train/surgical", MASKED),
+    # Real faces labelled per face, real incorrect wear among them (crops with 40% margin, as an upload).
+    "real-wear-covered": FaceSource("real-wear/train/covered", "covered", faces_per_photo=True),
+    "real-wear-incorrect": FaceSource("real-wear/train/incorrect", "incorrect", faces_per_photo=True),
+    "real-wear-uncovered": FaceSource(
+        "real-wear/train/uncovered", "uncovered", synth_source=True, faces_per_photo=True
+    ),
 }
 
 
@@ -97,6 +110,7 @@ def prepare_source(
             {
                 "file": str(file.relative_to(out)),
                 "source": name,
+                "photo": photo_of(path, source),
                 "label": source.label,
                 "synth_source": source.synth_source,
                 "landmarks": np.round(landmarks, 2).tolist(),

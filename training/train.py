@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from masklens.cli import parse_config
 from masklens.files import sha256_of, write_json
+from masklens.labels import INCORRECT
 from masklens.machine import cpu_name
 
 from .checkpoint import checkpoint_payload, load_checkpoint_for, model_from_checkpoint
@@ -122,12 +123,15 @@ def training_data(
     real_validation: dict[str, Dataset] = {}
     if config.faces_index:
         faces = read_faces_index(config.faces_index, config.real_validation_percent)
-        parts.append(FaceDataset(tuple(faces.samples), preprocessing, config.augment))
+        rare = tuple(s for s in faces.samples if s.label == INCORRECT)
+        real = tuple(faces.samples) + rare * (config.incorrect_repeats - 1)
+        parts.append(FaceDataset(real, preprocessing, config.augment))
         summary["faces"] = {
             "index": str(config.faces_index),
             "sha256": sha256_of(config.faces_index),
             "real_faces": len(faces.samples),
             "weakly_labelled": sum(s.label == MASKED_LABEL for s in faces.samples),
+            "incorrect_repeated": len(rare) * (config.incorrect_repeats - 1),
             "synthesis_sources": len(faces.sources),
             "held_out_real_faces": len(faces.held_out_samples),
             "held_out_synthesis_sources": len(faces.held_out_sources),

@@ -24,6 +24,7 @@
 // isolate() registers it and reloads the page once; without it (service workers blocked or
 // unsupported) the models run on one thread, with the same answers.
 
+import { MESSAGES as CANT_TELL } from './abstention.js';
 import { closeCamera, openCamera } from './camera.js';
 import { drawImage, drawLive, drawPhoto, heatmapOverlay } from './drawing.js';
 import { FOLLOW_WIDTH, Follower, grayFrame } from './follow.js';
@@ -60,7 +61,7 @@ const ui = {
   modelInfo: $('model-info'), runtimeInfo: $('runtime-info'),
   cameraStart: $('camera-start'), cameraStop: $('camera-stop'), cameraError: $('camera-error'),
   liveView: $('live-view'), video: $('video'), overlay: $('overlay'), liveFps: $('live-fps'),
-  liveFaces: $('live-faces'), liveStatus: $('live-status'), liveHeatmap: $('live-heatmap'),
+  liveFaces: $('live-faces'), liveStatus: $('live-status'), cameraLoading: $('camera-loading'), liveHeatmap: $('live-heatmap'),
 };
 
 let session = null;
@@ -88,7 +89,7 @@ function finished(state, extra = {}) {
     wholeImage: current?.wholeImage ?? false,
     photo: current ? { width: current.photo.width, height: current.photo.height } : null,
     faces: (current?.faces ?? []).map((face) => ({
-      box: face.box, score: face.score, class: face.class, probabilities: face.probabilities,
+      box: face.box, score: face.score, class: face.class, cant_tell: face.cant_tell, probabilities: face.probabilities,
       reason: face.reason, reason_probabilities: face.reason_probabilities,
       heatmaps: Object.fromEntries(Object.entries(face.heatmaps)
         .map(([layer, maps]) => [layer, { dims: maps.dims, data: Array.from(maps.data) }])),
@@ -144,7 +145,7 @@ function showResult() {
   drawPhoto(ui.photo, photo, faces, selected);
   ui.photo.setAttribute('aria-label', faces.length
     ? `Your photo with ${faces.length} face${faces.length === 1 ? '' : 's'} boxed: `
-      + faces.map((f, i) => `face ${i + 1} ${f.class}`).join(', ')
+      + faces.map((f, i) => `face ${i + 1} ${f.cant_tell ? 'can’t tell' : f.class}`).join(', ')
     : 'Your photo; no face was found in it');
   ui.faces.replaceChildren(...faces.map((face, i) => {
     const item = document.createElement('li');
@@ -155,8 +156,8 @@ function showResult() {
     const name = document.createElement('span');
     name.textContent = `Face ${i + 1}: `;
     const cls = document.createElement('strong');
-    cls.className = `cls-${face.class}`;
-    cls.textContent = `${face.class} ${percent(face.probabilities[face.class])}`;
+    cls.className = face.cant_tell ? 'cls-unsure' : `cls-${face.class}`;
+    cls.textContent = face.cant_tell ? 'can’t tell' : `${face.class} ${percent(face.probabilities[face.class])}`;
     button.append(name, cls);
     button.addEventListener('click', () => selectFace(i));
     item.append(button);
@@ -174,10 +175,10 @@ function selectFace(index, focusDetail = true) {
     button.setAttribute('aria-pressed', String(Number(button.dataset.face) === index));
   }
   ui.detail.hidden = false;
-  ui.verdict.className = `verdict cls-${face.class}`;
-  const unsure = face.probabilities[face.class] < 0.6 ? ' (the model is unsure: see the probabilities)' : '';
-  ui.verdict.textContent = `Face ${index + 1}: ${VERDICTS[face.class] ?? face.class}${unsure}`;
-  const reason = face.class === 'incorrect' ? REASONS[face.reason] : null;
+  ui.verdict.className = face.cant_tell ? 'verdict cls-unsure' : `verdict cls-${face.class}`;
+  ui.verdict.textContent = face.cant_tell ? `Face ${index + 1}: ${CANT_TELL[face.cant_tell]}`
+    : `Face ${index + 1}: ${VERDICTS[face.class] ?? face.class}`;
+  const reason = face.class === 'incorrect' && !face.cant_tell ? REASONS[face.reason] : null;
   ui.advice.hidden = !reason;
   ui.advice.textContent = reason ? `${reason.what} What to fix: ${reason.fix}` : '';
   ui.bars.replaceChildren(...manifest.classes.map((name) => {
@@ -350,10 +351,17 @@ async function startCamera() {
   ui.cameraStart.disabled = true;
   let stream;
   try {
+    // The webcam's own graph, downloaded the first time the camera starts (a photo check never needs it).
+    await session.loadWebcam(({ loaded, total }) => {
+      ui.cameraLoading.hidden = false;
+      ui.cameraLoading.textContent = `Loading the webcam model: ${formatBytes(loaded)} of ${formatBytes(total)}`;
+    });
+    ui.cameraLoading.hidden = true;
     stream = await openCamera(navigator.mediaDevices);
     ui.video.srcObject = stream;
     await ui.video.play();
   } catch (error) {
+    ui.cameraLoading.hidden = true;
     closeCamera(stream);
     ui.video.srcObject = null;
     ui.cameraError.textContent = error.message;

@@ -61,8 +61,11 @@ export function drawPhoto(canvas, photo, faces, selected = -1) {
   const context = canvas.getContext('2d');
   const unit = labelFont(context, photo.width, photo.height);
   faces.forEach((face, i) => {
-    const text = `${i + 1}: ${face.class} ${Math.round(100 * face.probabilities[face.class])}%`;
-    drawLabelledBox(context, face.box, face.class, text, unit, photo.width, i === selected ? unit * 2 : unit);
+    // A face without a verdict (abstention.js) is boxed in the neutral colour, its label saying so.
+    const text = face.cant_tell ? `${i + 1}: can’t tell`
+      : `${i + 1}: ${face.class} ${Math.round(100 * face.probabilities[face.class])}%`;
+    const cls = face.cant_tell ? null : face.class;
+    drawLabelledBox(context, face.box, cls, text, unit, photo.width, i === selected ? unit * 2 : unit);
   });
 }
 

@@ -10,7 +10,8 @@
 //   wholeImage: treat the photo itself as one face crop, without the detector.
 //   face, with describe's keys (unrounded) so browser and CLI records read alike:
 //     box, score, landmarks ([] in wholeImage mode), crop_box: as in mtcnn.js, pixels of image;
-//     class: the most probable class name; probabilities: {class: p};
+//     class: the most probable class name; cant_tell: abstention.js's reason for no verdict, or null;
+//     probabilities: {class: p}, calibrated (abstention.js);
 //     reason: the most probable reason name when class is "incorrect", else null;
 //     reason_probabilities: {reason: p};
 //     heatmaps: {layer: {data: Float32Array, dims: [classes, h, w]}}, coarse maps in [0, 1];
@@ -22,6 +23,7 @@
 //   rule; minFaceSize in frame pixels, by default manifest.tracking.min_face_size).
 // overlays(face, manifest) -> {layer: RGB image}: the predicted class's heatmap on the crop.
 
+import { abstentionRule, calibratedSoftmax, cantTell } from './abstention.js';
 import { gradcamFromOutputs, overlayHeatmap, parseColormap, softmax, upsampleCam } from './gradcam.js';
 import { cropBoxForFace, cropFace, resizeBilinear, thumbnail, toRGB } from './imaging.js';
 import { findFaces } from './mtcnn.js';
@@ -51,7 +53,7 @@ async function predictCrops(crops, manifest, runNet, live) {
   const input = normalizeCrops(crops, classifier.preprocessing);
   const outputs = await runNet(live ? 'classifier_live' : 'classifier', input.data, input.dims);
   const targetLayers = live ? classifier.webcam.target_layers : classifier.target_layers;
-  const probabilities = softmax(outputs.logits);
+  const probabilities = calibratedSoftmax(outputs.logits, abstentionRule(manifest).temperature);
   const reasonProbabilities = softmax(outputs.reason_logits);
   const reasons = outputs.reason_logits.dims[1];
   const maps = {};
@@ -77,6 +79,7 @@ async function classifyCropped(faces, manifest, runNet, live = false) {
   if (faces.length === 0) return [];
   const predictions = await predictCrops(faces.map((face) => face.crop), manifest, runNet, live);
   const { classes, reasons } = manifest;
+  const rule = abstentionRule(manifest);
   return faces.map((face, i) => {
     const { probabilities, reasonProbabilities, heatmaps } = predictions[i];
     const predicted = classes[argmax(probabilities)];
@@ -86,6 +89,7 @@ async function classifyCropped(faces, manifest, runNet, live = false) {
       landmarks: face.landmarks,
       crop_box: face.crop_box,
       class: predicted,
+      cant_tell: cantTell(probabilities, face.box, rule),
       probabilities: Object.fromEntries(classes.map((name, k) => [name, probabilities[k]])),
       reason: predicted === 'incorrect' ? reasons[argmax(reasonProbabilities)] : null,
       reason_probabilities: Object.fromEntries(reasons.map((name, k) => [name, reasonProbabilities[k]])),

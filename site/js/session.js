@@ -4,6 +4,8 @@
 // const session = new Session(workerUrl)
 // await session.load(modelsUrl, onProgress, {backend}) -> {manifest, fromCache, runtime: {backend, threads}};
 //   onProgress({loaded, total, file}); backend: "webgpu" or "wasm" to ask for one (worker.js), else null
+// await session.loadWebcam(onProgress) -> {fromCache}: the webcam's classifier, downloaded the first time the
+//   camera starts; onProgress as for load
 // await session.analyse(blob, {wholeImage}) -> {photo, faces, wholeImage}; rejects with an Error whose
 //   message is plain words (not an image, too large, ...)
 // await session.liveFrame(frame, {detect, minFaceSize}) -> {width, height, faces}: frame an ImageBitmap (transferred);
@@ -17,6 +19,7 @@ export class Session {
     this.nextId = 1;
     this.pending = new Map();
     this.loading = null;
+    this.onProgress = null;
     this.worker.onmessage = ({ data }) => this.receive(data);
     this.worker.onerror = (event) => {
       event.preventDefault?.();
@@ -26,7 +29,7 @@ export class Session {
 
   receive(message) {
     if (message.type === 'progress') {
-      this.loading?.onProgress?.(message);
+      this.onProgress?.(message);
     } else if (message.type === 'ready') {
       this.loading?.resolve({ manifest: message.manifest, fromCache: message.fromCache, runtime: message.runtime });
     } else if (message.type === 'error' && message.stage === 'load') {
@@ -48,7 +51,8 @@ export class Session {
 
   load(modelsUrl, onProgress, { backend = null } = {}) {
     return new Promise((resolve, reject) => {
-      this.loading = { resolve, reject, onProgress };
+      this.loading = { resolve, reject };
+      this.onProgress = onProgress;
       this.worker.postMessage({ type: 'load', modelsUrl, backend });
     });
   }
@@ -59,6 +63,12 @@ export class Session {
       this.pending.set(id, { resolve, reject });
       this.worker.postMessage({ ...message, id }, transfer);
     });
+  }
+
+  async loadWebcam(onProgress) {
+    this.onProgress = onProgress;
+    const { fromCache } = await this.request({ type: 'load-webcam' });
+    return { fromCache };
   }
 
   analyse(blob, { wholeImage = false } = {}) {

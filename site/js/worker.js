@@ -5,7 +5,9 @@
 //
 // Messages in (from session.js):
 //   {type: "load", modelsUrl, backend}        modelsUrl: absolute URL of the folder holding manifest.json;
-//       backend: "webgpu" or "wasm" to ask for one (see chooseBackend), else null
+//       backend: "webgpu" or "wasm" to ask for one (see chooseBackend), else null. Loads what a photo
+//       check needs: the face detector and the classifier
+//   {type: "load-webcam", id}                 loads the webcam's classifier (once; before live-classify)
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
 //   {type: "live-frame", id, frame, detect, minFaceSize}   frame: an ImageBitmap of a webcam frame
 //       (transferred), kept for the next live-classify; detect: find its faces (pipeline.js's
@@ -13,10 +15,12 @@
 //   {type: "live-classify", id, boxes}        classify the faces at these boxes of the last live frame
 //       (the live classifier: forward only, heatmaps of its target layers, block8)
 // Messages out:
-//   {type: "progress", loaded, total, file}   model bytes read so far (from the network or the cache)
+//   {type: "progress", stage, loaded, total, file}   bytes read so far (from the network or the cache) of
+//       the models, and the runtime's wasm binary, of stage "photo" (load), or of the models of "webcam" (load-webcam)
 //   {type: "ready", manifest, fromCache, runtime}   models loaded and verified; fromCache: no model was
 //       downloaded; runtime: {backend: "webgpu" | "wasm", threads}: the classifiers' backend (the face
 //       detector's nets always run on wasm); threads > 1 only when cross-origin isolated
+//   {type: "webcam-ready", id, fromCache}     the webcam's classifier is loaded
 //   {type: "result", id, photo, faces, wholeImage}
 //       photo: {width, height, data: Uint8ClampedArray RGB}, the photo as analysed (EXIF-rotated, scaled
 //       down to manifest.input_limits.max_side); faces: analysePhoto's faces (pipeline.js), [] if none
@@ -31,7 +35,7 @@
 // from the cache; a cached copy is checked against the sha256 again before use.
 //
 // onnxruntime-web comes in two builds, loaded on demand: the wasm-only one, and the WebGPU one (which
-// also runs wasm) for browsers with a hardware WebGPU adapter. There both classifiers run on the GPU,
+// also runs wasm) when the page asks for it (?backend=webgpu). There both classifiers run on the GPU,
 // the full one from manifest.classifier.gpu's graph (its Grad-CAM backward pass through max pooling
 // without the pooling's indices, which onnxruntime's WebGPU MaxPool does not give). The face detector's
 // nets stay on wasm: they are tiny, with a new input size at every pyramid level.
@@ -42,13 +46,17 @@ import { createOrtRunner } from './mtcnn.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
-// The models every backend loads, and each backend's own. On wasm the live classifier is the int8 graph
-// (manifest.classifier.webcam.file, export/quantize.py); WebGPU runs the full classifier and the live one from
-// fp32 graphs. A graph with a weights_file reads its weights from the classifier's bytes (ONNX external
-// data); a distilled live student (manifest.classifier.webcam.student) carries its own.
-const NETS = ['pnet', 'rnet', 'onet', 'classifier'];
-const BACKEND_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_gpu', 'classifier_live_gpu'] };
+// What each mode loads, per backend, so that a photo check downloads only the face detector, the one
+// classifier and one onnxruntime-web build. On wasm the webcam classifier is the int8 graph
+// (manifest.classifier.webcam.file, export/quantize.py); WebGPU runs the full classifier and the webcam one
+// from fp32 graphs. A graph with a weights_file reads its weights from the classifier's bytes (ONNX external
+// data). The webcam's graph is loaded when the camera is first started (load-webcam).
+const DETECTOR_NETS = ['pnet', 'rnet', 'onet'];
+const PHOTO_NETS = { wasm: ['classifier'], webgpu: ['classifier', 'classifier_gpu'] };
+const WEBCAM_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_live_gpu'] };
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
+// The wasm binary each build runs (scripts/build_site.py's ORT_FILES), handed to it as env.wasm.wasmBinary.
+const ORT_WASM = { wasm: 'ort-wasm-simd-threaded.wasm', webgpu: 'ort-wasm-simd-threaded.asyncify.wasm' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
 // onnxruntime's threads spin between runs by default, waiting for the next one. A webcam step runs the
@@ -86,6 +94,62 @@ async function openCache() {
 
 const cacheKey = (sha) => new URL(`masklens-model/${sha}`, self.location.origin).href;
 
+/** A response's body, counted into progress as it arrives. */
+async function readBody(response, report) {
+  const reader = response.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+    report(value.length);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
+  return bytes;
+}
+
+/** Posts the bytes read so far, of all the files one stage reads, as progress messages. */
+function progressOf(stage, total) {
+  let loaded = 0;
+  return (file) => (n) => {
+    loaded += n;
+    self.postMessage({ type: 'progress', stage, loaded, total, file });
+  };
+}
+
+const modelBytes = (manifest, nets) => nets.reduce((sum, net) => sum + (manifest.files[fileOf(manifest, net)]?.bytes ?? 0), 0);
+
+/**
+ * onnxruntime-web's wasm binary for a build, from Cache Storage (under the onnxruntime-web version, so an
+ * upgrade fetches the new one) or the network: a second visit downloads no model and no runtime. Opened
+ * before it is read, so that its size counts into the progress total. -> {size, read(report) -> bytes}
+ */
+async function openRuntimeBinary(ort, build, cache) {
+  const name = ORT_WASM[build];
+  const key = new URL(`masklens-runtime/${ort.env.versions.web}/${name}`, self.location.origin).href;
+  const hit = cache ? await cache.match(key) : null;
+  if (hit) {
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    return { size: bytes.length, read: async (report) => { report(bytes.length); return bytes; } };
+  }
+  const response = await fetch(new URL(`../ort/${name}`, import.meta.url).href);
+  if (!response.ok) throw new PlainError(`Could not download the checker's runtime ${name} (HTTP ${response.status}).`);
+  return {
+    size: Number(response.headers.get('content-length')) || 0,
+    read: async (report) => {
+      const bytes = await readBody(response, report);
+      try {
+        await cache?.put(key, new Response(bytes, { headers: { 'content-type': 'application/wasm' } }));
+      } catch { /* quota full: keep going without caching */ }
+      return bytes;
+    },
+  };
+}
+
 /** The bytes of one model, from the cache or the network, counted into progress as they arrive. */
 async function readModel(url, expected, cache, report) {
   if (cache) {
@@ -101,33 +165,19 @@ async function readModel(url, expected, cache, report) {
   }
   const response = await fetch(url, { cache: 'no-cache' });
   if (!response.ok) throw new PlainError(`Could not download the model ${url.split('/').pop()} (HTTP ${response.status}).`);
-  const reader = response.body.getReader();
-  const chunks = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    size += value.length;
-    report(value.length);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) { bytes.set(chunk, offset); offset += chunk.length; }
+  const bytes = await readBody(response, report);
   return { bytes, cached: false };
 }
 
 /**
- * "webgpu" when the browser has a WebGPU adapter, else "wasm". A software adapter (the browser's
- * fallback, slower than wasm) is used only when asked for with requested "webgpu"; requested "wasm"
- * never tries WebGPU.
+ * "webgpu" when asked for (?backend=webgpu) and the browser has a WebGPU adapter (a software one too),
+ * else "wasm": the WebGPU build is twice the download of the wasm one, and the compact classifier runs a
+ * face in a few dozen milliseconds on wasm.
  */
 async function chooseBackend(requested) {
-  if (requested === 'wasm' || !self.navigator?.gpu) return 'wasm';
+  if (requested !== 'webgpu' || !self.navigator?.gpu) return 'wasm';
   try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return 'wasm';
-    return adapter.info?.isFallbackAdapter && requested !== 'webgpu' ? 'wasm' : 'webgpu';
+    return (await navigator.gpu.requestAdapter()) ? 'webgpu' : 'wasm';
   } catch {
     return 'wasm';
   }
@@ -142,26 +192,18 @@ async function loadRuntime(backend) {
   return ort;
 }
 
-async function load(modelsUrl, requestedBackend) {
-  // The manifest first, checked against its schema before anything reads it (manifest.js): one of
-  // another version or shape is refused here, naming the field.
-  const manifest = await readManifest(modelsUrl);
-  const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
-  let backend = await chooseBackend(requestedBackend);
-  const ort = await loadRuntime(backend);
-  const cache = await openCache();
-  const files = Object.fromEntries([...NETS, ...BACKEND_NETS[backend]].map((net) => [net, fileOf(manifest, net)]));
-  const total = Object.values(files).reduce((sum, file) => sum + (manifest.files[file]?.bytes ?? 0), 0);
-  let loaded = 0;
+/**
+ * The bytes of these nets' files, checked against the manifest's sha256 and cached; progress(file)(n) counts
+ * every byte read, from the network or the cache. -> {bytesOf: {net: Uint8Array}, allCached}
+ */
+async function readModels(nets, { manifest, base, cache }, progress) {
+  const files = Object.fromEntries(nets.map((net) => [net, fileOf(manifest, net)]));
   let allCached = true;
   const bytesOf = {};
   for (const [net, file] of Object.entries(files)) {
     const expected = manifest.files[file];
     if (!expected) throw new PlainError(`The model description does not list ${file}; the site is incomplete.`);
-    const { bytes, cached } = await readModel(new URL(file, base).href, expected, cache, (n) => {
-      loaded += n;
-      self.postMessage({ type: 'progress', loaded, total, file });
-    });
+    const { bytes, cached } = await readModel(new URL(file, base).href, expected, cache, progress(file));
     allCached &&= cached;
     if (!cached) {
       if (await sha256(bytes) !== expected.sha256) {
@@ -176,34 +218,62 @@ async function load(modelsUrl, requestedBackend) {
     }
     bytesOf[net] = bytes;
   }
-  const weightsOf = (graph) => (graph.weights_file ? [{ path: graph.weights_file, data: bytesOf.classifier }] : null);
-  const create = (bytes, provider, externalData) => ort.InferenceSession.create(bytes, {
+  return { bytesOf, allCached };
+}
+
+function sessionFactory(ort, classifierBytes) {
+  const weightsOf = (graph) => (graph.weights_file ? [{ path: graph.weights_file, data: classifierBytes }] : null);
+  return (bytes, provider, graph = null) => ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
     extra: SESSION_CONFIG,
-    ...(externalData ? { externalData } : {}),
+    ...(graph && weightsOf(graph) ? { externalData: weightsOf(graph) } : {}),
   });
+}
+
+async function load(modelsUrl, requestedBackend) {
+  // The manifest first, checked against its schema before anything reads it (manifest.js): one of
+  // another version or shape is refused here, naming the field.
+  const manifest = await readManifest(modelsUrl);
+  const base = modelsUrl.endsWith('/') ? modelsUrl : `${modelsUrl}/`;
+  // build: the onnxruntime-web build loaded; backend: where the classifiers run.
+  const build = await chooseBackend(requestedBackend);
+  let backend = build;
+  const ort = await loadRuntime(build);
+  const where = { manifest, base, cache: await openCache() };
+  const nets = [...DETECTOR_NETS, ...PHOTO_NETS[build]];
+  const runtime = await openRuntimeBinary(ort, build, where.cache);
+  const progress = progressOf('photo', runtime.size + modelBytes(manifest, nets));
+  ort.env.wasm.wasmBinary = await runtime.read(progress(ORT_WASM[build]));
+  const { bytesOf, allCached } = await readModels(nets, where, progress);
+  const create = sessionFactory(ort, bytesOf.classifier);
   const sessions = {};
-  for (const net of ['pnet', 'rnet', 'onet']) sessions[net] = await create(bytesOf[net], 'wasm');
-  if (backend === 'webgpu') {
+  for (const net of DETECTOR_NETS) sessions[net] = await create(bytesOf[net], 'wasm');
+  if (build === 'webgpu') {
     try {
-      sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', weightsOf(manifest.classifier.gpu));
-      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'webgpu', weightsOf(manifest.classifier.webcam.gpu));
+      sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', manifest.classifier.gpu);
     } catch {
-      // The GPU refused (out of memory, a lost device): the same build runs the classifiers on wasm, the
-      // live one from the fp32 graph it has.
-      await sessions.classifier?.release();
-      sessions.classifier = await create(bytesOf.classifier, 'wasm');
-      sessions.classifier_live = await create(bytesOf.classifier_live_gpu, 'wasm', weightsOf(manifest.classifier.webcam.gpu));
-      backend = 'wasm';
+      backend = 'wasm'; // the GPU refused (out of memory, a lost device): the same build runs them on wasm
     }
-  } else {
-    sessions.classifier = await create(bytesOf.classifier, 'wasm');
-    sessions.classifier_live = await create(bytesOf.classifier_live, 'wasm');
   }
-  state = { manifest, runNet: createOrtRunner(ort, sessions) };
+  sessions.classifier ??= await create(bytesOf.classifier, 'wasm');
+  state = { manifest, build, backend, where, create, sessions, runNet: createOrtRunner(ort, sessions) };
   return { manifest, fromCache: allCached, runtime: { backend, threads: THREADS } };
+}
+
+/** The webcam's classifier, loaded once, when the camera first starts: -> {fromCache} */
+async function loadWebcam() {
+  if (!state) throw new PlainError('The models are not loaded yet.');
+  const { manifest, build, backend, where, create, sessions } = state;
+  if (sessions.classifier_live) return { fromCache: true };
+  const nets = WEBCAM_NETS[build];
+  const { bytesOf, allCached } = await readModels(nets, where, progressOf('webcam', modelBytes(manifest, nets)));
+  // The WebGPU build runs the webcam's fp32 graph, on wasm too where the GPU refused the classifier.
+  sessions.classifier_live = build === 'wasm'
+    ? await create(bytesOf.classifier_live, 'wasm')
+    : await create(bytesOf.classifier_live_gpu, backend, manifest.classifier.webcam.gpu);
+  return { fromCache: allCached };
 }
 
 /** An ImageBitmap's RGBA pixels {width, height, data}. */
@@ -301,6 +371,12 @@ async function handle(message) {
       self.postMessage({ type: 'result', id: message.id, photo, faces, wholeImage: Boolean(message.wholeImage) }, transfer);
     } catch (error) {
       self.postMessage({ type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'This photo could not be checked') });
+    }
+  } else if (message.type === 'load-webcam') {
+    try {
+      self.postMessage({ type: 'webcam-ready', id: message.id, ...(await loadWebcam()) });
+    } catch (error) {
+      self.postMessage({ type: 'error', id: message.id, stage: 'live', message: plain(error, 'The webcam model could not be loaded') });
     }
   } else if (message.type === 'live-frame' || message.type === 'live-classify') {
     try {
