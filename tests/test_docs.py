@@ -527,7 +527,7 @@ def test_readme_results_table_renders_from_the_json(results):
     holdout = metrics(results, "holdout")
     end_to_end = metrics(results, "end-to-end")
     rows = [line for line in table.splitlines() if line.startswith("| ")]
-    assert len(rows) == 4 and "(`default`)" in rows[0]  # a header and three lines
+    assert len(rows) == 5 and "(`default`)" in rows[0]  # a header and four lines
     assert rows[1].split(" | ")[1] == f"{100 * holdout['accuracy']:.2f}%" and "96% as reported" in rows[1]
     assert "its recipe trained here" not in rows[1]  # no paper preset evaluated here
     assert rows[2].split(" | ")[1] == f"{100 * end_to_end['real-photos']['mask_accuracy']:.2f}% of the faces found"
@@ -535,6 +535,11 @@ def test_readme_results_table_renders_from_the_json(results):
         rows[3]
         .split(" | ")[1]
         .startswith(f"{100 * end_to_end['real-video-frames']['detected']['balanced_accuracy']:.2f}%")
+    )
+    wear = end_to_end["real-wear"]["crops"]
+    incorrect = wear["per_class"]["incorrect"]["recall"]
+    assert (
+        rows[4].split(" | ")[1] == f"{100 * wear['balanced_accuracy']:.2f}% of the faces found ({100 * incorrect:.2f}%)"
     )
 
 
