@@ -127,7 +127,7 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray) ->
     return rounded(error), bins
 
 
-def test_faces(predictor: Predictor, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def real_wear_test_faces(predictor: Predictor, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """real-wear/test crops through the face finder as uploads: the largest face's log-probabilities (its
     logits up to a constant, with the predictor's rule set to none), its size and its label. Crops where no
     face is found are left out (the real-wear report counts them)."""
@@ -205,7 +205,9 @@ def calibrate(config: CalibrationConfig) -> dict:
     temperature = fit_temperature(logits, labels)
     threshold = choose_min_probability(AbstentionRule(temperature).probabilities(logits), labels, config.max_abstain)
     rule = AbstentionRule(rounded(temperature), rounded(threshold), config.min_face_size)
-    test_logits, sizes, test_labels = test_faces(predictor, Path(config.data) / "real-wear" / "test")
+    test_logits, sizes, test_labels = real_wear_test_faces(predictor, Path(config.data) / "real-wear" / "test")
+    if not len(test_labels):
+        raise SystemExit(f"no face found in {Path(config.data) / 'real-wear' / 'test'}: nothing to measure the rule on")
     held_out = measure(rule, logits, np.full(len(labels), np.inf), labels)
     tested = measure(rule, test_logits, sizes, test_labels)
     result = {

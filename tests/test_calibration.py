@@ -58,3 +58,48 @@ def test_the_threshold_leaves_at_most_the_allowed_share_unanswered():
     right = probabilities.argmax(1) == labels
     assert right[answered].mean() > right.mean()
     assert choose_min_probability(probabilities, labels, max_abstain=0.0) == 0.0
+
+
+def test_calibrate_writes_the_rule_into_the_manifest(exported_models, tmp_path):
+    """masklens calibrate end to end: held-out faces of a made-up index, and two real-wear/test crops of each
+    class (linked from ../shared/data, where the face finder finds faces)."""
+    import json
+    import shutil
+
+    from masklens.manifest import load_manifest
+    from masklens.predict import Predictor
+    from studies.calibration import CalibrationConfig, calibrate
+
+    from .conftest import make_image, shared_data_or_skip
+
+    models = shutil.copytree(exported_models, tmp_path / "models")
+    faces = tmp_path / "faces"
+    entries = []
+    for i, label in enumerate(["covered", "incorrect", "uncovered", "masked"] * 3):
+        make_image(faces / f"{i}.png", label if label != "masked" else "covered", 10 + i, size=64)
+        entries.append({"file": f"{i}.png", "source": "real-wear-x", "photo": f"p{i}", "label": label})
+    (faces / "index.json").write_text(json.dumps({"faces": entries}))
+    wear = shared_data_or_skip("real-wear", "test")
+    real = tmp_path / "data"
+    for name in ("covered", "incorrect", "uncovered"):
+        (real / "real-wear" / "test" / name).mkdir(parents=True)
+        for crop in sorted((wear / name).iterdir())[:2]:
+            (real / "real-wear" / "test" / name / crop.name).symlink_to(crop)
+    config = CalibrationConfig(
+        models=str(models),
+        faces_index=str(faces / "index.json"),
+        held_out_percent=100,
+        data=str(real),
+        out=str(tmp_path / "calibration.json"),
+        figure=str(tmp_path / "reliability.png"),
+        threads=1,
+    )
+    result = calibrate(config)
+    assert result["held_out"]["faces"] == 9 and result["held_out"]["faces_per_class"] == [3, 3, 3]  # no weak labels
+    rule = load_manifest(models)["abstention"]
+    assert rule == result["rule"] and rule["min_face_size"] == config.min_face_size and rule["temperature"] > 0
+    assert json.loads((tmp_path / "calibration.json").read_text()) == result
+    assert 0 < result["real-wear/test"]["faces"] <= 6
+    assert (tmp_path / "reliability.png").stat().st_size > 0
+    predictor = Predictor(models, threads=1)  # the predictor reads the rule back
+    assert predictor.abstention.temperature == rule["temperature"]
