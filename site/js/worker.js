@@ -221,14 +221,14 @@ async function readModels(nets, { manifest, base, cache }, progress) {
   return { bytesOf, allCached };
 }
 
+/** Creates sessions; a graph with a weights_file (manifest) reads its weights from the classifier's bytes. */
 function sessionFactory(ort, classifierBytes) {
-  const weightsOf = (graph) => (graph.weights_file ? [{ path: graph.weights_file, data: classifierBytes }] : null);
   return (bytes, provider, graph = null) => ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
     extra: SESSION_CONFIG,
-    ...(graph && weightsOf(graph) ? { externalData: weightsOf(graph) } : {}),
+    ...(graph?.weights_file ? { externalData: [{ path: graph.weights_file, data: classifierBytes }] } : {}),
   });
 }
 
