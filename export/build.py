@@ -53,7 +53,7 @@ from .face_detector import export_mtcnn
 from .fidelity import FORMAT_BOUNDS, TOP_AREA, agreement, failures
 from .quantize import STUDENT_BOUNDS, calibration_rows, compare_with_full, quantize_live_classifier
 from .student import LIVE_CLASSIFIER_FILE, export_student, load_student
-from .weights import WEIGHT_FORMATS
+from .weights import INT8_MIN_VALUES, WEIGHT_FORMATS
 
 CLASSIFIER_FILE = "classifier.onnx"
 LIVE_INT8_FILE = "classifier-live-int8.onnx"
@@ -62,11 +62,11 @@ GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    checkpoint: str = "models/default.pt"
+    checkpoint: str = "models/real-wear.pt"
     out_dir: str = "models/onnx"
     weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
     framing: str = field(default="results/framing.json", metadata={"help": "written by masklens framing"})
-    metrics: str = field(default="results/default/metrics-holdout.json", metadata={"help": "masklens eval output"})
+    metrics: str = field(default="results/real-wear/metrics-holdout.json", metadata={"help": "masklens eval output"})
     data_root: str = "../shared/data/maskedface-net"
     split: str = field(
         default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"}
@@ -139,6 +139,7 @@ def compare_formats(
         "sets": {name: len(faces) for name, faces in sets.items()},
         "bounds": FORMAT_BOUNDS,
         "top_area": TOP_AREA,
+        "int8_min_values": INT8_MIN_VALUES,
         "formats": {},
     }
     reference = {}

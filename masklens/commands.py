@@ -37,8 +37,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detection-study": ("studies.detection_study", "compare face-finder rules on the real photo sets"),
     "framing": ("studies.framing", "measure where the face finder boxes the training faces (the crop rule)"),
     "gallery": ("studies.gallery", "draw Grad-CAM heatmaps of holdout faces for the docs"),
-    "benchmark": ("studies.benchmark", "time the exported classifier and the whole photo pipeline in Python"),
+    "explain": (
+        "studies.explanations",
+        "check the heatmaps: pointing game per reason, faithfulness (ROAD), weight randomisation",
+    ),
+    "benchmark": (
+        "studies.benchmark",
+        "time the classifier and the photo pipeline (Python, torch, browser), memory and training: the budgets",
+    ),
     "live-benchmark": ("studies.live_benchmark", "time the webcam mode in Chromium against onnxruntime in Python"),
+    "bad-inputs": ("studies.bad_inputs", "give odd and broken files to the CLI and to the page in Chromium: outcomes"),
     "report": ("studies.report", "render the write-up's templates from the results JSON"),
 }
 

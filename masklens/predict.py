@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -41,11 +42,28 @@ class PhotoError(ValueError):
     """One input file cannot be used; the message says why in plain words."""
 
 
+def unreadable_format(head: bytes) -> str | None:
+    """Why a file Pillow cannot open is no photo for us, for the formats people send (site/js/photofile.js
+    recognises the same): a PDF, an SVG drawing, or a HEIC/AVIF photo this Pillow has no decoder for."""
+    if head.startswith(b"%PDF-"):
+        return "not an image: a PDF document"
+    if head[4:8] == b"ftyp":
+        brands = {head[i : i + 4] for i in range(8, min(len(head), int.from_bytes(head[:4], "big")), 4)}
+        for name, known in (("AVIF", {b"avif", b"avis"}), ("HEIC", {b"heic", b"heix", b"heim", b"heis", b"mif1"})):
+            if brands & known:
+                return f"a {name} photo, which masklens cannot read (save it as JPEG)"
+    text = head[:1024].removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"<") and re.search(rb"<svg[\s>]", text, re.IGNORECASE):
+        return "not a photo: an SVG drawing (save it as PNG or JPEG)"
+    return None
+
+
 def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
     """Decodes a photo to RGB uint8 [H, W, 3], EXIF-rotated, its longer side at most ``max_side``.
 
     JPEGs are decoded at a reduced scale (``draft``), so a 50-megapixel photo never needs its full
-    size in memory. Raises PhotoError with a plain-words reason for anything unusable.
+    size in memory; a photo over ``max_pixels`` is refused from its header, before decoding. Raises
+    PhotoError with a plain-words reason for anything unusable.
     """
     path = Path(path)
     if path.stat().st_size == 0:
@@ -58,9 +76,16 @@ def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
                 )
             image.draft("RGB", (max_side, max_side))
             image.load()
-            photo = ImageOps.exif_transpose(image).convert("RGB")
+            upright = ImageOps.exif_transpose(image)
+            if upright.mode.startswith("I;16") or upright.mode == "I":
+                # 16-bit grey: Pillow's convert clips it at 255 (a white photo); keep the high byte instead,
+                # as Pillow does for 16-bit colour.
+                upright = Image.fromarray((np.asarray(upright, np.uint32).clip(0, 65535) >> 8).astype(np.uint8))
+            photo = upright.convert("RGB")
     except UnidentifiedImageError:
-        raise PhotoError("not an image (the file's format is not a known image format)") from None
+        with open(path, "rb") as handle:
+            named = unreadable_format(handle.read(4096))
+        raise PhotoError(named or "not an image (the file's format is not a known image format)") from None
     except Image.DecompressionBombError:
         raise PhotoError(f"photo too large (over {max_pixels / 1e6:.0f} megapixels)") from None
     except (OSError, SyntaxError, ValueError) as error:

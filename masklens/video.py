@@ -24,9 +24,10 @@ Reads what FFmpeg reads (PyAV): .y4m, .mp4, .webm, ... Writes:
   as the site draws faces; .mp4 (H.264, or MPEG-4 part 2 where the PyAV build lacks libx264),
   .webm (VP9, or VP8) or .y4m. Odd sides are padded by one edge row or column.
 
-Outputs appear only when the whole video went through. A missing file, a file that is not a video
-or a video without frames is reported on standard error with exit status 2; a model folder whose
-files differ from its manifest, with status 1.
+Outputs appear only when the whole video went through. A missing file, a file that is not a video,
+a video without frames or one cut short (a truncated file: its frames end before the duration its
+container declares, or a y4m's last frame is partial) is reported on standard error with exit status 2,
+the cut with the frames read before it; a model folder whose files differ from its manifest, with status 1.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -149,19 +151,60 @@ def expected_frames(stream: av.video.stream.VideoStream, max_frames: int) -> int
     return count or None
 
 
+def declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """How long the container says the video is, if it says."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration else None
+
+
 def decoded_frames(container: av.container.InputContainer, max_frames: int) -> Iterator[tuple[float, np.ndarray]]:
-    """(time in seconds, RGB frame) for each frame, at most ``max_frames`` (0: all)."""
+    """(time in seconds, RGB frame) for each frame, at most ``max_frames`` (0: all). A video whose frames end
+    more than a frame before its declared duration is cut short (a truncated file): VideoError at its end,
+    after the frames before the cut."""
     stream = container.streams.video[0]
     rate = frame_rate(stream)
-    index = 0
+    index, end = 0, 0.0
     try:
         for frame in islice(container.decode(stream), max_frames or None):
             # A frame without a timestamp gets its place at the stream's nominal rate.
             time = frame.time if frame.time is not None else float(index / rate)
             yield time, frame.to_ndarray(format="rgb24")
-            index += 1
+            index, end = index + 1, time + float(1 / rate)
     except av.FFmpegError as error:
-        raise VideoError(f"cannot decode frame {index} (FFmpeg: {error.strerror})") from None
+        raise VideoError(f"cannot decode frame {index}, the file is damaged (FFmpeg: {error.strerror})") from None
+    declared = declared_seconds(container, stream)
+    if not max_frames and declared and end < declared - float(1 / rate) / 2:
+        raise VideoError(
+            f"the video is cut short: its frames end at {end:.2f} s of the {declared:.2f} s it declares "
+            f"({index} frames read); the file is truncated or damaged"
+        )
+
+
+# Bytes per pixel of a y4m frame by its colour space (C header field), 8-bit samples.
+Y4M_PIXEL_BYTES = {"420": 1.5, "422": 2.0, "444": 3.0, "mono": 1.0}
+
+
+def y4m_whole_frames(path: Path) -> tuple[int, bool]:
+    """(whole frames, whether a partial frame follows them) of a y4m file. FFmpeg drops a partial last frame
+    without a word and takes the duration from the file's size, so a cut y4m is told by its layout alone."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        header = file.readline().split()
+        fields = {f[:1].decode(): f[1:].decode() for f in header[1:]}
+        colour = fields.get("C", "420")
+        depth = 2 if re.fullmatch(r"\d+p\d+", colour) else 1  # C420p10 and the like: 16-bit samples
+        per_pixel = next((b for name, b in Y4M_PIXEL_BYTES.items() if colour.startswith(name)), 1.5)
+        frame_bytes = round(int(fields["W"]) * int(fields["H"]) * per_pixel) * depth
+        frames, offset = 0, file.tell()
+        while offset < size:
+            file.seek(offset)
+            line = file.readline(1024)  # FRAME and its optional parameters
+            offset += len(line) + frame_bytes
+            if not line.startswith(b"FRAME") or offset > size:
+                return frames, True
+            frames += 1
+    return frames, False
 
 
 # --- tracking and the log ------------------------------------------------------------------------
@@ -296,6 +339,13 @@ def run(config: VideoConfig, video: str) -> None:
         raise VideoError(f"--out must end in {', '.join(WRITABLE)}, got {out.name}")
     with open_video(Path(video)) as container:
         stream = container.streams.video[0]
+        if container.format.name == "yuv4mpegpipe":
+            whole, partial = y4m_whole_frames(Path(video))
+            if partial:
+                raise VideoError(
+                    f"the video is cut short: the file ends part-way through frame {whole + 1}, "
+                    f"after {whole} whole frames; the file is truncated"
+                )
         frames = decoded_frames(container, config.max_frames)
         first = next(frames, None)  # before loading the models: an empty video is an input error
         if first is None:

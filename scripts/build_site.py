@@ -86,7 +86,8 @@ def copy_models(models: Path, manifest: dict, target: Path) -> None:
     shutil.copy2(manifest_path, target / "manifest.json")
 
 
-def build(models: Path, out: Path, results: Path | None = None) -> Path:
+def read_sources(models: Path) -> dict:
+    """The models' manifest, once onnxruntime-web's files and the manifest are known to be there and valid."""
     missing = [name for name in ORT_FILES if not (ORT_DIST / name).is_file()]
     if missing:
         raise SystemExit(f"onnxruntime-web is missing {missing} in {ORT_DIST}: run `npm ci` in site/")
@@ -94,24 +95,56 @@ def build(models: Path, out: Path, results: Path | None = None) -> Path:
         raise SystemExit(
             f"no models: {models / 'manifest.json'} is missing (export them with masklens export, or pass --models)"
         )
-    manifest = read_manifest(models)  # before the write-up's minutes of building
+    return read_manifest(models)
+
+
+def build(models: Path, out: Path, results: Path | None = None) -> Path:
+    manifest = read_sources(models)  # before the write-up's minutes of building
     build_docs(out, results)
+    return build_app(models, out, manifest, results)
+
+
+def explanations_summary(results: Path) -> dict:
+    """What the app's line under the heatmap needs of ``results``/explanations.json (masklens explain): per
+    layer and kind of face, the pointing game's hit rate and face count; empty when it was not measured."""
+    path = results / "explanations.json"
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    return {
+        "split": report["split"],
+        "layers": {
+            layer: {
+                group: {"rate": scores["layers"][layer]["gradcam"]["hit"]["rate"], "faces": scores["faces"]}
+                for group, scores in report["pointing"].items()
+            }
+            for layer in report["layers"]
+        },
+    }
+
+
+def build_app(models: Path, out: Path, manifest: dict | None = None, results: Path | None = None) -> Path:
+    """The app alone at ``out``/app, without the write-up (enough for checks of the app alone); ``results``
+    (default: results/) gives the heatmaps' measured hit rates, site/js/explanations.js's numbers."""
+    manifest = manifest or read_sources(models)
     app = out / "app"
     if app.exists():
         shutil.rmtree(app)
-    app.mkdir()
+    app.mkdir(parents=True)
     for name in APP_FILES:
         shutil.copy2(SITE_SOURCE / name, app / name)
     for name in APP_DIRS:
         shutil.copytree(SITE_SOURCE / name, app / name)
     shutil.copy2(SCHEMA_PATH, app / SCHEMA_TARGET)
     copy_models(models, manifest, app / "models")
+    summary = explanations_summary(results or REPO / "results")
+    (app / "explanations.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     (app / "ort").mkdir()
     for name in ORT_FILES:
         shutil.copy2(ORT_DIST / name, app / "ort" / name)
     size = sum(f["bytes"] for f in manifest["files"].values())
     print(
-        f"built {out}: write-up, app/ with {len(manifest['files'])} models ({size / 1e6:.1f} MB), "
+        f"built {app}: the app with {len(manifest['files'])} models ({size / 1e6:.1f} MB), "
         f"onnxruntime-web {len(ORT_FILES)} files"
     )
     return out

@@ -6,8 +6,8 @@
 # A run folder without model.pt is skipped. The chain of the real models (docs: the Experiments page): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
 # the weights of real and real-webcam (masklens soup, made here if missing); runs/real-prior is fine-tuned
-# from it. real-webcam and real-soup are evaluated, their weights not committed (models/real-soup.pt is
-# ignored by git). runs/real-from-default, if present, is the ablation. The site ships the last of
+# from it. Only the shipped checkpoint is committed; git ignores the other models/NAME.pt files this script
+# writes (their metrics, under results/, are committed). runs/real-from-default, if present, is the ablation. The site ships the last of
 # real-prior, real and default whose checkpoint is in models/; the other real models are evaluated end to
 # end too. runs/live-student (distilled from models/real-prior.pt) is the webcam mode's live graph when present,
 # runs/live-student-slim (narrowed from models/live-student.pt, distilled the same way) in its place when present.

@@ -1,26 +1,66 @@
-"""Latency benchmark of the exported graphs in onnxruntime: ``masklens benchmark``.
+"""The budgets benchmark: ``masklens benchmark`` (about 10 minutes on 2 cores; ``repeats``,
+``browser_repeats``, ``folder_sizes``, ``video_minutes`` and ``train_steps`` cut it down).
 
 Writes ``results/benchmark.json``: per-face classifier latency (logits + both Grad-CAM layers, batch 1),
 face-detector and whole-pipeline latency on real photos, with 1 and all threads, model sizes from the
 manifest, the machine it ran on and, given a built site, what a first and a second visit to the app download
-until the first photo's result (``studies.visits``). A benchmark, not a test: nothing here asserts a time.
+until the first photo's result (``studies.visits``). Then the budgets, each set against its goal (``GOALS``,
+written into the JSON for the Results page):
+
+- ``classifier``: the photo classifier's run per face at batch 1, on 1 and 2 threads, in torch eager (the
+  shipped checkpoint, results/shipped.json's preset, through the same Grad-CAM function the export traces),
+  in onnxruntime and, given a site, in the browser (``studies.browser_timing``: 1 thread not isolated, 2
+  with the service worker's cross-origin isolation); and the compute floor, the graph's matrix work over
+  this machine's peak matrix throughput on as many threads (``studies.compute_floor``). Ratios from the
+  same run: browser / onnxruntime (goal ≤ 2) and onnxruntime / floor (goal ≤ 3).
+- ``photo_to_result``: a 12-megapixel photo (4000 x 3000) of 3 real faces, made at run time from the shared
+  data (never stored), from the app's file input to all labels and the first heatmap drawn (goal ≤ 1 s).
+- ``memory``: the browser tab's peak on that photo and on a 9000 x 9000 one; ``masklens predict``'s peak
+  resident memory (the child's, from wait4) on folders of ``folder_sizes`` photos (copies of the shared
+  real photos), which streams and should stay flat in the number of photos; and ``masklens video`` on a
+  ``video_minutes`` video of a face at ``video_fps`` frames a second (MPEG-4, made at run time).
+- ``training``: images per second of the shipped model's training recipe (``masklens train``'s loop, bf16
+  autocast, channels_last, ``train_steps`` steps of its batch on MaskedFace-Net images, its second epoch so
+  that warm-up is left out) against the same model and optimiser in a bare loop on random tensors.
+
+A benchmark, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
 from masklens.cli import parse_config
 from masklens.files import IMAGE_SUFFIXES, write_json
-from masklens.machine import cpu_name
-from masklens.predict import Predictor, open_photo
+from masklens.machine import cpu_name, cpu_vector_extensions
+from masklens.predict import Predictor, open_photo, session_options
+
+# The budgets' goals, which the Results page sets the measurements against; folder_memory_growth: the
+# CLI's peak memory on the largest folder over that on the smallest, flat up to the allocator's noise.
+GOALS = {
+    "browser_over_native": 2.0,
+    "native_over_floor": 3.0,
+    "photo_to_result_ms": 1000.0,
+    "folder_memory_growth": 1.1,
+}
+# Real photos in which MTCNN finds one face each (tests/test_browser.py's SEVERAL_FACES): the 12-megapixel
+# photo's three faces.
+THREE_FACES = ("without_mask_00002.jpg", "without_mask_00006.jpg", "without_mask_00012.jpg")
+THREAD_COUNTS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -36,6 +76,17 @@ class BenchmarkConfig:
     )
     photo_count: int = 10
     repeats: int = 20
+    data: str = field(default="../shared/data", metadata={"help": "the shared data (photos, MaskedFace-Net)"})
+    shipped: str = field(default="results/shipped.json", metadata={"help": "names the shipped preset"})
+    checkpoint: str = field(default="", metadata={"help": "torch checkpoint; '' for models/<shipped preset>.pt"})
+    browser_repeats: int = field(default=10, metadata={"help": "timed runs of each browser measurement"})
+    folder_sizes: tuple[int, ...] = field(
+        default=(100, 1000), metadata={"help": "photos per folder for masklens predict's memory; none to skip"}
+    )
+    video_minutes: float = field(default=10.0, metadata={"help": "video length for masklens video's memory; 0 skips"})
+    video_fps: int = 1
+    train_steps: int = field(default=4, metadata={"help": "timed training steps (bf16 throughput); 0 skips"})
+    train_batch_size: int = field(default=0, metadata={"help": "training batch; 0: the shipped recipe's"})
     out: str = "results/benchmark.json"
 
 
@@ -50,6 +101,31 @@ def _timed(function, repeats: int) -> dict:
 
 
 def benchmark(config: BenchmarkConfig) -> dict:
+    started = time.perf_counter()
+    result = pipeline_timings(config)
+    models = Path(config.models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    result["machine"]["vector_extensions"] = cpu_vector_extensions()
+    result["goals"] = GOALS
+    result["classifier"] = classifier_timings(config, models, manifest)
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        photos = {
+            "4000x3000": twelve_megapixel_photo(Path(config.data), work / "three-faces-12mp.jpg"),
+            "9000x9000": huge_photo(Path(config.data), work / "9000x9000.jpg"),
+        }
+        if config.site:
+            result.update(browser_measurements(config, manifest, photos))
+        result.setdefault("memory", {}).update(cli_memory(config, work))
+    if config.train_steps:
+        result["training"] = training_throughput(config)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    write_json(config.out, result)
+    return result
+
+
+def pipeline_timings(config: BenchmarkConfig) -> dict:
+    """The photo pipeline in onnxruntime (the ``threads`` section) and, given a site, its visits."""
     photos = sorted(p for p in Path(config.photos).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
         : config.photo_count
     ]
@@ -79,8 +155,253 @@ def benchmark(config: BenchmarkConfig) -> dict:
     result["classifier_weights"] = predictor.manifest["classifier"]["weights"]
     if config.site:
         result["visits"] = site_visits(Path(config.site), predictor.manifest, photos[0])
-    write_json(config.out, result)
     return result
+
+
+def shipped_checkpoint(config: BenchmarkConfig) -> Path:
+    if config.checkpoint:
+        return Path(config.checkpoint)
+    preset = json.loads(Path(config.shipped).read_text())["preset"]
+    return Path("models") / f"{preset}.pt"
+
+
+def classifier_timings(config: BenchmarkConfig, models: Path, manifest: dict) -> dict:
+    """Torch eager, onnxruntime and the compute floor per face at batch 1, on each of THREAD_COUNTS."""
+    import torch
+
+    from export.classifier import _fold_batch_norms, _gradcam_function
+    from training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    from .compute_floor import graph_flops, peak_gflops
+
+    classifier = manifest["classifier"]
+    graph = models / classifier["file"]
+    size = classifier["preprocessing"]["size"]
+    image = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    checkpoint = shipped_checkpoint(config)
+    # The export's Grad-CAM function on the model as exported (batch norms folded): the graph's outputs.
+    model = _fold_batch_norms(model_from_checkpoint(load_checkpoint(checkpoint)))
+    gradcam = _gradcam_function(model, classifier["target_layers"])
+    flops = graph_flops(graph)
+    out = {"checkpoint": str(checkpoint), "graph": classifier["file"], "flops": flops, "threads": {}}
+    torch_threads = torch.get_num_threads()
+    for threads in THREAD_COUNTS:
+        session = ort.InferenceSession(str(graph), session_options(threads), providers=["CPUExecutionProvider"])
+        torch.set_num_threads(threads)
+        try:
+            eager = _timed(lambda: gradcam(torch.from_numpy(image)), config.repeats)
+        finally:
+            torch.set_num_threads(torch_threads)
+        native = _timed(lambda: session.run(None, {classifier["input"]["name"]: image}), config.repeats)
+        peak = peak_gflops(threads)
+        floor_ms = 1000 * flops / (peak * 1e9)
+        out["threads"][str(threads)] = {
+            "torch_eager": eager,
+            "onnxruntime": native,
+            "peak_gflops": peak,
+            "floor_ms": floor_ms,
+            "onnxruntime_over_floor": native["median_ms"] / floor_ms,
+        }
+    return out
+
+
+def twelve_megapixel_photo(data: Path, path: Path) -> Path:
+    """A 4000 x 3000 JPEG of THREE_FACES, each 1000 pixels tall, on a soft gradient."""
+    y, x = np.mgrid[0:3000:4, 0:4000:4]
+    gradient = np.stack([x * 255 // 4000, y * 255 // 3000, np.full_like(x, 140)], axis=-1).astype(np.uint8)
+    canvas = Image.fromarray(gradient).resize((4000, 3000), Image.Resampling.BILINEAR)
+    for k, name in enumerate(THREE_FACES):
+        face = Image.open(data / "real-photos" / "test" / "without_mask" / name).convert("RGB")
+        face = face.resize((round(face.width * 1000 / face.height), 1000), Image.Resampling.BICUBIC)
+        canvas.paste(face, (250 + 1250 * k, 1000))
+    canvas.save(path, quality=90)
+    return path
+
+
+def huge_photo(data: Path, path: Path) -> Path:
+    """A 9000 x 9000 JPEG (81 megapixels, under the manifest's limit) with one real face."""
+    face = Image.open(data / "real-photos" / "test" / "without_mask" / THREE_FACES[0]).convert("RGB")
+    canvas = Image.new("RGB", (9000, 9000), (120, 130, 140))
+    canvas.paste(face.resize((round(face.width * 3000 / face.height), 3000), Image.Resampling.BICUBIC), (3000, 3000))
+    canvas.save(path, quality=85)
+    return path
+
+
+def browser_measurements(config: BenchmarkConfig, manifest: dict, photos: dict[str, Path]) -> dict:
+    """In Chromium: the classifier's run on 1 thread (not isolated) and on the app's threads (isolated),
+    a 12-megapixel photo to its result, and the tab's memory on each photo (studies.browser_timing)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser_timing import classifier_run_ms, open_app, photo_to_result, tab_memory
+    from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
+
+    browser_classifier, end_to_end = {}, None
+    with serving(Path(config.site)) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for workers in ("block", "allow"):
+                context = browser.new_context(service_workers=workers)
+                try:
+                    page, runtime = open_app(context, base)
+                    if workers == "allow":
+                        page, runtime = open_app(context, base)  # isolated once the service worker runs
+                    measured = classifier_run_ms(page, base, manifest, config.browser_repeats)
+                    browser_classifier[str(measured["threads"])] = {**measured, "isolated": runtime["isolated"]}
+                    if workers == "allow":
+                        end_to_end = {
+                            **photo_to_result(page, photos["4000x3000"], config.browser_repeats),
+                            **runtime,
+                            "photo": {"width": 4000, "height": 3000, "faces_pasted": len(THREE_FACES)},
+                        }
+                finally:
+                    context.close()
+            memory = {name: tab_memory(playwright, base, photo) for name, photo in photos.items()}
+        finally:
+            browser.close()
+    return {"browser_classifier": browser_classifier, "photo_to_result": end_to_end, "memory": {"browser": memory}}
+
+
+def peak_rss_of(command: list[str]) -> dict:
+    """Runs the command; its peak resident memory and seconds. The peak is the child's VmHWM (/proc, Linux),
+    read until it exits: wait4's ru_maxrss would also count this large process's memory, which the child
+    holds between fork and exec."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    status, peak = Path(f"/proc/{process.pid}/status"), 0
+    while process.poll() is None:
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            break  # exited between the poll and the read
+        peak = max([peak, *(int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:"))])
+        time.sleep(0.05)
+    stderr = process.communicate()[1]
+    if process.returncode not in (0, 1):  # masklens predict: 1 when some file failed (photos without a face)
+        raise SystemExit(f"{' '.join(command[:4])} failed ({process.returncode}): {stderr[-2000:]}")
+    return {"peak_rss_bytes": peak, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def cli_memory(config: BenchmarkConfig, work: Path) -> dict:
+    """``masklens predict`` on folders of ``folder_sizes`` photos and ``masklens video`` on a long video."""
+    masklens = [sys.executable, "-m", "masklens"]
+    out: dict = {}
+    if config.folder_sizes:
+        real = Path(config.data) / "real-photos" / "test"
+        sources = sorted(p for label in ("with_mask", "without_mask") for p in (real / label).iterdir())
+        out["cli_photos"] = {}
+        for count in config.folder_sizes:
+            folder = work / f"photos-{count}"
+            folder.mkdir()
+            for k in range(count):  # copies, renamed: a folder of any size from the shared photos
+                shutil.copy(sources[k % len(sources)], folder / f"{k:05d}{sources[k % len(sources)].suffix}")
+            measured = peak_rss_of(
+                [*masklens, "predict", str(folder), "--models", config.models, "--out", str(work / "out.jsonl")]
+            )
+            out["cli_photos"][str(count)] = {**measured, "photos": count}
+            shutil.rmtree(folder)
+    if config.video_minutes:
+        video = long_video(Path(config.data), work / "long.mp4", config.video_minutes, config.video_fps)
+        measured = peak_rss_of(
+            [*masklens, "video", str(video), "--models", config.models, "--log", str(work / "tracks.jsonl")]
+            + ["--progress", "false"]
+        )
+        frames = round(config.video_minutes * 60 * config.video_fps)
+        out["cli_video"] = {
+            **measured,
+            "minutes": config.video_minutes,
+            "fps": config.video_fps,
+            "frames": frames,
+            "size": [320, 240],
+        }
+    return out
+
+
+def long_video(data: Path, path: Path, minutes: float, fps: int) -> Path:
+    """A 320 x 240 MPEG-4 video of a real face drifting across a grey frame, ``minutes`` long."""
+    from masklens.video import write_video
+    from masklens.y4m import compose
+
+    face = Image.open(data / "real-photos" / "test" / "without_mask" / THREE_FACES[0]).convert("RGB")
+    face = np.asarray(face.resize((round(face.width * 140 / face.height), 140)))
+    frames = round(minutes * 60 * fps)
+    write_video(path, (compose((320, 240), [(face, 20 + (k * 7) % 160, 50)]) for k in range(frames)), fps)
+    return path
+
+
+def training_throughput(config: BenchmarkConfig) -> dict:
+    """The shipped checkpoint's training recipe for ``train_steps`` steps a (second, timed) epoch on
+    MaskedFace-Net, bf16 autocast and channels_last, against a bare loop of the same model on random tensors."""
+    import torch
+
+    from training.checkpoint import load_checkpoint
+    from training.config import TrainConfig, preprocessing_for
+    from training.losses import compute_loss
+    from training.model import Depths, Widths, build_model
+    from training.optim import make_optimizer
+    from training.scoring import autocast
+    from training.train import train
+
+    recipe = load_checkpoint(shipped_checkpoint(config))["config"]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.items() if k in fields})
+    batch = config.train_batch_size or recipe.batch_size
+    with tempfile.TemporaryDirectory() as work:
+        # The recipe's model, optimiser, augmentation and loss; its extra data sources (real faces,
+        # synthesis, a teacher) need files a fresh machine does not have, and are left out.
+        run = dataclasses.replace(
+            recipe,
+            data_root=str(Path(config.data) / "maskedface-net"),
+            out_dir=work,
+            epochs=2,
+            batch_size=batch,
+            max_images=batch * config.train_steps,
+            validate=False,
+            resume=False,
+            init_from="",
+            faces_index="",
+            synthetic_per_epoch=0,
+            teacher="",
+            distill_weight=0.0,
+            bf16=True,
+            channels_last=True,
+        )
+        checkpoint = load_checkpoint(train(run))
+    looped = checkpoint["history"][-1]["images_per_second"]
+    model = build_model(
+        preprocessing_for(run), dropout=run.dropout, depths=Depths(*run.depths), widths=Widths(*run.widths)
+    ).to(memory_format=torch.channels_last)
+    model.train()
+    optimizer = make_optimizer(model, run)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, run.image_size, run.image_size, generator=generator).contiguous(
+        memory_format=torch.channels_last
+    )
+    labels = torch.randint(0, 3, (batch,), generator=generator)
+    reasons = torch.randint(0, 3, (batch,), generator=generator)
+
+    def step():
+        with autocast(torch.device("cpu"), True):
+            outputs = model(images)
+        loss = compute_loss(outputs, labels, reasons, run)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    bare = _timed(step, config.train_steps)
+    return {
+        "checkpoint": str(shipped_checkpoint(config)),
+        "image_size": run.image_size,
+        "batch_size": batch,
+        "depths": list(run.depths),
+        "widths": list(run.widths),
+        "augment": run.augment,
+        "bf16": True,
+        "channels_last": True,
+        "steps": config.train_steps,
+        "torch_threads": torch.get_num_threads(),
+        "train_images_per_second": looped,
+        "bare_loop_images_per_second": 1000 * batch / bare["median_ms"],
+    }
 
 
 def site_visits(site: Path, manifest: dict, photo: Path) -> dict:
@@ -98,6 +419,7 @@ def site_visits(site: Path, manifest: dict, photo: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(BenchmarkConfig, argv, description=__doc__.splitlines()[0])
     result = benchmark(config)
+    print(f"took {result['seconds']:.0f} s")
     for threads, timings in result["threads"].items():
         print(
             f"{threads} thread(s): classifier {timings['classifier_per_face']['median_ms']:.1f} ms/face, "

@@ -55,8 +55,10 @@ def load_context(results_dir: str | Path) -> dict:
     ``benchmark`` (results/benchmark.json), ``live_benchmark`` (results/live-benchmark.json, the webcam
     mode's speed), ``live_benchmark_full_model`` (results/live-benchmark-full-model.json, the same with the
     full model's live graph in place of the distilled student's), ``detection`` (results/detection.json),
-    ``calibration`` (results/calibration.json, the "can't tell" rule of ``masklens calibrate``) and ``sweep``
-    (results/sweep.json, the recipe sweep of ``training.sweep``), None if absent; ``ablations``, each
+    ``calibration`` (results/calibration.json, the "can't tell" rule of ``masklens calibrate``), ``sweep``
+    (results/sweep.json, the recipe sweep of ``training.sweep``) and ``bad_inputs`` (results/bad-inputs.json, what
+    the CLI and the page make of odd and broken files: ``masklens bad-inputs``) and ``explanations``
+    (results/explanations.json, the heatmap checks of ``masklens explain``), None if absent; ``ablations``, each
     results/ablations/NAME.json by NAME (models trained to compare recipes, not shipped);
     ``figures``, the names of the PNGs in results/figures."""
     results_dir = Path(results_dir)
@@ -72,6 +74,8 @@ def load_context(results_dir: str | Path) -> dict:
         "detection": load_optional_json(results_dir / "detection.json"),
         "calibration": load_optional_json(results_dir / "calibration.json"),
         "sweep": load_optional_json(results_dir / "sweep.json"),
+        "bad_inputs": load_optional_json(results_dir / "bad-inputs.json"),
+        "explanations": load_optional_json(results_dir / "explanations.json"),
         "ablations": {
             path.stem: json.loads(path.read_text()) for path in sorted((results_dir / "ablations").glob("*.json"))
         },

@@ -199,6 +199,8 @@ def test_photos_get_the_predictors_answers_without_any_request(context, server, 
     app.page.select_option("#explain", "uncovered")
     app.page.fill("#opacity", "80")
     assert app.page.inner_text("#opacity-value") == "80%"
+    # The line under the heatmap says what it shows (this site's results have no explanations.json: no numbers).
+    assert app.page.inner_text("#heatmap-note").startswith("The map is Grad-CAM at repeat_2: where the network")
     app.page.screenshot(path=str(tmp_path / "result.png"), full_page=True)
     assert app.requests[loaded:] == [], "checking a photo made network requests"
     assert not app.errors and not app.failed, (app.errors, app.failed)
@@ -210,7 +212,7 @@ def test_not_an_image_gives_a_plain_error_and_changes_nothing_else(context, serv
     faces_before = app.page.inner_text("#faces")
     last = app.upload(photos["pdf"])
     assert last["state"] == "error"
-    assert "could not be opened as an image" in app.page.inner_text("#error")
+    assert app.page.inner_text("#error") == "This file is a PDF document, not an image."  # named from its header
     assert app.page.is_visible("#error")
     assert app.page.inner_text("#faces") == faces_before and app.page.is_visible("#result")
 
@@ -274,15 +276,23 @@ def test_visits_are_measured_in_bytes_until_the_first_result(browser, server, si
     assert 0 < first["seconds_to_ready"] <= first["seconds_to_first_result"]
 
 
-def test_a_model_that_differs_from_the_manifest_is_refused(browser, server):
+def flip_last_byte(body: bytes) -> bytes:
+    return body[:-1] + bytes([body[-1] ^ 0xFF])
+
+
+def cut_in_half(body: bytes) -> bytes:
+    return body[: len(body) // 2]
+
+
+@pytest.mark.parametrize("damage", [flip_last_byte, cut_in_half])
+def test_a_model_that_differs_from_the_manifest_is_refused(browser, server, damage):
     context = browser.new_context()  # a fresh cache
     try:
         page = context.new_page()
 
         def tampered(route):
-            body = bytearray(route.fetch().body())
-            body[-1] ^= 0xFF
-            route.fulfill(status=200, body=bytes(body), headers={"content-type": "application/octet-stream"})
+            body = damage(route.fetch().body())
+            route.fulfill(status=200, body=body, headers={"content-type": "application/octet-stream"})
 
         page.route("**/models/rnet.onnx", tampered)
         page.goto(f"{server}/app/")
@@ -296,7 +306,9 @@ def test_a_model_that_differs_from_the_manifest_is_refused(browser, server):
 def test_a_manifest_of_another_format_is_refused_naming_the_field(browser, server, site):
     manifest = json.loads((site / "app" / "models" / "manifest.json").read_text())
     manifest["format"] = "masklens-manifest/1"
-    context = browser.new_context()
+    # No service worker: page.route does not see the requests it makes on the page's behalf (coi-sw.js
+    # fetches the app's own files, manifest.json among them, to keep copies for offline use).
+    context = browser.new_context(service_workers="block")
     try:
         page = context.new_page()
         models = []
@@ -419,3 +431,129 @@ def test_a_photo_with_several_faces_labels_each(context, server, photos, predict
     for face, i in zip(faces, by_position):
         assert labels[i].startswith(f"Face {i + 1}: {predictor.describe(face)['class']} ")
     assert not app.errors, app.errors
+
+
+# Run in every page before its own scripts: records each directive the page's Content-Security-Policy enforced.
+WATCH_POLICY = (
+    "window.__violations = [];"
+    "document.addEventListener('securitypolicyviolation',"
+    " (event) => window.__violations.push(event.violatedDirective));"
+)
+INJECTED = '<script>window.__injected = true;</script><img src="http://127.0.0.2:9/pixel.png" alt="">'
+
+
+def test_each_pages_policy_holds_and_refuses_an_inline_script_and_another_origin(browser, server, site):
+    """The docs pages (their policy from docs_hooks/csp.py) and the app (site/index.html) as built break no rule
+    of their Content-Security-Policy; a copy of each with an inline script and an image from another origin
+    added: the script does not run, the image is blocked before any connection, and the page reports both."""
+    context = browser.new_context(service_workers="block")  # the app's first visit would reload itself
+    context.add_init_script(WATCH_POLICY)
+    try:
+        page = context.new_page()
+        elsewhere: list[str] = []  # why each request to the other origin failed
+        page.on("requestfailed", lambda request: "127.0.0.2" in request.url and elsewhere.append(request.failure))
+        for path in ("index.html", "try/index.html", "limitations/index.html", "404.html", "app/index.html"):
+            html = (site / path).read_text()
+            assert html.count('http-equiv="Content-Security-Policy"') == 1, path
+            page.goto(f"{server}/{path}")
+            if path.startswith("app/"):
+                page.wait_for_selector("body[data-state=ready]", state="attached", timeout=TIMEOUT_MS)
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate("window.__violations") == [], path
+            copy = (site / path).with_name("policy-check.html")
+            copy.write_text(html.replace("</body>", INJECTED + "</body>", 1))
+            try:
+                page.goto(f"{server}/{copy.relative_to(site).as_posix()}")
+                page.wait_for_load_state("networkidle")
+                assert page.evaluate("window.__injected") is None, path
+                assert {"script-src-elem", "img-src"} <= set(page.evaluate("window.__violations")), path
+            finally:
+                copy.unlink()
+        # Stopped by the policy, before any connection was tried.
+        assert elsewhere and set(elsewhere) == {"csp"}, elsewhere
+    finally:
+        context.close()
+
+
+def test_after_a_first_visit_the_app_checks_photos_offline(browser, site, photos):
+    """The service worker keeps the app's own files, worker.js the models and the runtime: with the server
+    gone (every request fails to connect), a reload still starts the app and checks a photo."""
+    context = browser.new_context()
+    try:
+        with serving(site) as base:
+            app = App(context, base).open()  # first visit: registers the service worker, reloads once
+            assert app.runtime()["isolated"] is True
+            assert app.upload(photos["with_mask"])["state"] == "result"
+        app.page.reload()
+        app.page.wait_for_selector(
+            "body[data-state=ready], body[data-state=error]", state="attached", timeout=TIMEOUT_MS
+        )
+        assert app.page.get_attribute("body", "data-state") == "ready", app.page.inner_text("#error")
+        assert "cache" in app.page.inner_text("#status")
+        last = app.upload(photos["without_mask"])
+        assert last["state"] == "result" and len(last["faces"]) == 1
+        assert app.runtime()["isolated"] is True  # the kept page keeps its isolation headers
+        assert not app.errors, app.errors
+    finally:
+        context.close()
+
+
+def test_a_worker_that_fails_mid_run_is_replaced_and_the_next_photo_is_checked(context, server, photos):
+    app = App(context, server).open()
+    assert app.upload(photos["with_mask"])["state"] == "result"
+    (worker,) = [w for w in app.page.workers if w.url.endswith("/js/worker.js")]
+    # A fault inside the worker from now on: every canvas it makes fails to give a context, as when the
+    # browser runs out of memory for one. A real exception in the middle of the next check, not a test hook.
+    worker.evaluate(
+        "() => { OffscreenCanvas.prototype.getContext = () => { throw new RangeError('Out of memory'); }; }"
+    )
+    last = app.upload(photos["without_mask"])
+    assert last["state"] == "error", last
+    message = app.page.inner_text("#error")
+    assert message == "This photo could not be checked (Out of memory). The checker was restarted: try again."
+    assert app.page.inner_text("#status") == "Ready. Choose a photo."
+    last = app.upload(photos["without_mask"])
+    assert last["state"] == "result" and len(last["faces"]) == 1
+    assert not app.page.is_visible("#error")
+    assert not app.errors, app.errors
+
+
+@pytest.mark.slow
+def test_the_benchmark_measures_every_budget_in_the_browser_and_out(site, exported_models, tmp_path):
+    """``masklens benchmark`` on the test site with one run of everything: the report's structure, and every
+    number in it positive and finite (no time is judged here: the benchmark is the place for that)."""
+    from studies.benchmark import BenchmarkConfig, benchmark
+
+    from .test_predict import assert_positive_and_finite
+
+    result = benchmark(
+        BenchmarkConfig(
+            models=str(exported_models),
+            photos=str(shared_data_or_skip("real-photos", "test", "without_mask")),
+            photo_count=1,
+            repeats=1,
+            site=str(site),
+            checkpoint=str(exported_models.parent / "model.pt"),
+            browser_repeats=1,
+            folder_sizes=(2,),
+            video_minutes=0.05,
+            train_steps=1,
+            train_batch_size=2,
+            out=str(tmp_path / "benchmark.json"),
+        )
+    )
+    assert json.loads((tmp_path / "benchmark.json").read_text()) == result
+    assert {k: (v["threads"], v["isolated"]) for k, v in result["browser_classifier"].items()} == {
+        "1": (1, False),
+        "2": (2, True),
+    }
+    end_to_end = result["photo_to_result"]
+    assert end_to_end["faces"] == 3 and end_to_end["isolated"] is True
+    assert end_to_end["photo"] == {"width": 4000, "height": 3000, "faces_pasted": 3}
+    tab = result["memory"]["browser"]
+    assert set(tab) == {"4000x3000", "9000x9000"} and all(m["state"] == "result" for m in tab.values())
+    assert all(m["renderer_peak_rss_bytes"] >= m["renderer_peak_rss_ready_bytes"] for m in tab.values())
+    training = result["training"]
+    assert (training["batch_size"], training["steps"], training["bf16"]) == (2, 1, True)
+    assert set(result["visits"]) == {"photo", "first", "second"}
+    assert_positive_and_finite({k: v for k, v in result.items() if k != "visits"})  # a second visit may send 0 bytes

@@ -19,7 +19,7 @@ from export.backward import (
     _threshold_backward,
 )
 from export.classifier import export_classifier, output_names
-from export.weights import compress_weights
+from export.weights import INT8_MIN_VALUES, compress_weights, weight_format
 from masklens.gradcam import gradcam_from_outputs, upsample_cam
 from masklens.labels import CLASSES
 from masklens.preprocess import load_rgb, to_input_array
@@ -231,6 +231,37 @@ def test_int8_weights_with_a_fixed_batch(model, exported, tmp_path):
     assert int8_path.stat().st_size < 0.3 * path.stat().st_size
     images = random_images(2)
     assert_close_to(run(path, images), run(int8_path, images), tolerance=0.15)
+
+
+def test_int8_weights_keep_the_smallest_tensors_fp16():
+    """int8 storage rounds the large weights per output channel; tensors under INT8_MIN_VALUES values (the stem's,
+    whose rounding costs the most) stay fp16, and the graph's outputs stay float32 and close to fp32's."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    large = rng.normal(size=(INT8_MIN_VALUES // 64, 64)).astype(np.float32)  # [in, out] for MatMul
+    small = rng.normal(size=(64, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "large"], ["h"]), helper.make_node("MatMul", ["h", "small"], ["y"])],
+        "two_layers",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, large.shape[0]])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(large, "large"), numpy_helper.from_array(small, "small")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    compressed = compress_weights(proto, "int8")
+    stored = {tensor.name: tensor.data_type for tensor in compressed.graph.initializer}
+    assert stored == {
+        "large.int8": onnx.TensorProto.INT8,
+        "large.scale": onnx.TensorProto.FLOAT,
+        "small.fp16": onnx.TensorProto.FLOAT16,
+    }
+    assert weight_format(compressed) == "int8" and weight_format(compress_weights(proto, "fp16")) == "fp16"
+    x = rng.normal(size=(1, large.shape[0])).astype(np.float32)
+    reference = x @ large @ small
+    session = ort.InferenceSession(compressed.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"x": x})
+    assert y.dtype == np.float32 and np.abs(y - reference).max() < 0.02 * np.abs(reference).max()
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -277,11 +278,20 @@ def test_huge_photo_is_scaled_down_on_decode(tmp_path):
         open_photo(tmp_path / "huge.jpg", 1280, 10_000_000)
 
 
-def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_path):
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]  # a download or copy cut off half way
+
+
+def altered(data: bytes) -> bytes:
+    return data[:-1] + bytes([data[-1] ^ 0xFF])  # same size, one byte changed: only the sha256 tells
+
+
+@pytest.mark.parametrize("damage", [truncated, altered])
+def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_path, damage):
     broken = tmp_path / "models"
     shutil.copytree(model_dir, broken)
     data = (broken / "classifier.onnx").read_bytes()
-    (broken / "classifier.onnx").write_bytes(data[: len(data) // 2])
+    (broken / "classifier.onnx").write_bytes(damage(data))
     with pytest.raises(ModelIntegrityError, match=r"classifier\.onnx"):
         Predictor(broken)
     result = subprocess.run(
@@ -294,8 +304,25 @@ def test_a_model_file_that_differs_from_the_manifest_is_refused(model_dir, tmp_p
     assert result.returncode != 0 and "classifier.onnx does not match the manifest" in result.stderr
 
 
+def measured_numbers(tree, path=""):
+    """(path, number) for every number in a benchmark report (booleans aside)."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from measured_numbers(value, f"{path}/{key}")
+    elif isinstance(tree, list):
+        for k, value in enumerate(tree):
+            yield from measured_numbers(value, f"{path}/{k}")
+    elif isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        yield path, tree
+
+
+def assert_positive_and_finite(report: dict) -> None:
+    bad = [(path, n) for path, n in measured_numbers(report) if not (math.isfinite(n) and n > 0)]
+    assert not bad, bad
+
+
 def test_benchmark_writes_its_report(model_dir, tmp_path):
-    from studies.benchmark import BenchmarkConfig, benchmark
+    from studies.benchmark import GOALS, BenchmarkConfig, benchmark
 
     photos = shared_data_or_skip("real-photos", "test", "without_mask")
     result = benchmark(
@@ -304,6 +331,10 @@ def test_benchmark_writes_its_report(model_dir, tmp_path):
             photos=str(photos),
             photo_count=1,
             repeats=1,
+            checkpoint=str(model_dir.parent / "model.pt"),  # the export's own checkpoint (conftest)
+            folder_sizes=(2, 3),
+            video_minutes=0.05,  # 3 frames
+            train_steps=0,  # tests/test_browser.py's benchmark run trains
             out=str(tmp_path / "benchmark.json"),
             site="",  # tests/test_browser.py measures the visits of a built site
         )
@@ -312,6 +343,19 @@ def test_benchmark_writes_its_report(model_dir, tmp_path):
     for timings in result["threads"].values():
         assert timings["photos"] == 1 and timings["classifier_per_face"]["median_ms"] > 0
     assert result["classifier_weights"] == "int8" and result["files"]["classifier.onnx"] > 0
+    assert result["goals"] == GOALS
+    classifier = result["classifier"]
+    assert classifier["graph"] == "classifier.onnx" and set(classifier["threads"]) == {"1", "2"}
+    for measured in classifier["threads"].values():
+        assert set(measured) == {"torch_eager", "onnxruntime", "peak_gflops", "floor_ms", "onnxruntime_over_floor"}
+        assert measured["onnxruntime_over_floor"] == pytest.approx(
+            measured["onnxruntime"]["median_ms"] / measured["floor_ms"]
+        )
+    memory = result["memory"]
+    assert {k: v["photos"] for k, v in memory["cli_photos"].items()} == {"2": 2, "3": 3}
+    assert memory["cli_video"]["frames"] == 3
+    assert "training" not in result and "browser_classifier" not in result
+    assert_positive_and_finite(result)
 
 
 def test_gallery_figures_and_description(model_dir, tmp_path):

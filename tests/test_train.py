@@ -87,6 +87,51 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         assert torch.equal(tensor, resumed["model"][name]), name
 
 
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    """``masklens train`` killed with SIGKILL half way through its second epoch (no handler runs, the
+    process just ends), then resumed with ``--resume true``: the final weights are those of a run that
+    was never interrupted."""
+    import signal
+    import time
+
+    data = make_tree(tmp_path / "data", per_class=12)  # 36 training images: 6 steps of 6 per epoch
+    flags = ["--data-root", str(data), "--epochs", "2", "--augment", "standard", "--image-size", "80"]
+    flags += ["--batch-size", "6", "--num-workers", "0", "--validate", "false", "--channels-last", "false"]
+    flags += ["--depths", "1", "1", "1", "--widths", "32", "40", "96", "96", "128"]  # the slim student: quick
+
+    def command(out, *more):
+        return [sys.executable, "-m", "masklens", "train", *flags, "--out-dir", str(out), *more]
+
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight), cwd=REPO, capture_output=True, check=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (killed / "history.json").exists() and process.poll() is None:
+            time.sleep(0.02)
+        # history.json is written right after last.pt: the first epoch is saved. The time of one and a half of
+        # its steps later, the second epoch is under way and far from done (the first epoch's steps include
+        # the warm-up, so the later ones are quicker, not slower).
+        first_epoch = json.loads((killed / "history.json").read_text())["history"][0]["seconds"]
+        time.sleep(1.5 * first_epoch / 6)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "model.pt").exists()
+    assert torch.load(killed / "last.pt", weights_only=True)["epoch"] == 0, "not killed in the second epoch"
+
+    resumed = subprocess.run(command(killed, "--resume", "true"), cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    expected, got = load_checkpoint(straight / "model.pt"), load_checkpoint(killed / "model.pt")
+    assert [h["train_loss"] for h in got["history"]] == pytest.approx([h["train_loss"] for h in expected["history"]])
+    for name, tensor in expected["model"].items():
+        torch.testing.assert_close(got["model"][name], tensor, msg=name)
+
+
 def write_faces_index(folder, landmarks) -> str:
     """A training.faces-style index over generated crops: 2 unmasked (synthesis sources), 2 weakly masked."""
     from PIL import Image

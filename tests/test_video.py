@@ -132,6 +132,40 @@ def test_bad_inputs_exit_with_status_2_and_write_nothing(exported_models, tmp_pa
     assert exit_.value.code == 2 and "--out must end in" in capsys.readouterr().err
 
 
+def test_a_truncated_video_is_reported_as_cut_short_and_writes_nothing(exported_models, tmp_path):
+    """A download or copy cut off part-way: the y4m's last frame is partial (FFmpeg would drop it without a
+    word), the WebM's frames end before the duration it declares, the MP4 lost its index (written last).
+    Each is a plain message with the frames read before the cut, status 2, no stack trace, no outputs."""
+    frames = two_faces_video(tmp_path / "whole.y4m", frames=10)
+    write_video(tmp_path / "whole.webm", iter(frames), 10)
+    write_video(tmp_path / "whole.mp4", iter(frames), 10)
+    cases = {
+        "y4m": ("the file ends part-way through frame 5, after 4 whole frames",),  # the header takes a few bytes
+        "webm": ("the video is cut short", "frames read"),
+        "mp4": ("not a video, or a damaged one",),
+    }
+    for suffix, words in cases.items():
+        data = (tmp_path / f"whole.{suffix}").read_bytes()
+        cut = tmp_path / f"cut.{suffix}"
+        cut.write_bytes(data[: len(data) // 2])
+        out = tmp_path / f"out-{suffix}"
+        result = run_cli(
+            str(cut),
+            "--models",
+            str(exported_models),
+            "--log",
+            str(out / "tracks.jsonl"),
+            "--out",
+            str(out / "annotated.mp4"),
+            "--threads",
+            "1",
+        )
+        assert result.returncode == 2, (suffix, result.stderr)
+        assert result.stderr.startswith(f"masklens video: {cut}: ") and "Traceback" not in result.stderr
+        assert all(w in result.stderr for w in words), (suffix, result.stderr)
+        assert not out.exists() or not list(out.iterdir()), suffix
+
+
 @pytest.mark.slow
 def test_the_scene_gives_each_place_its_classes_in_order(tmp_path):
     """The webcam scene (tests/scenes.py) through the CLI with the shipped models: one stable track per

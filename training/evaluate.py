@@ -1,8 +1,8 @@
 """Evaluation command: metrics JSON + figures for a checkpoint on a split, a class folder or real photos.
 
-    masklens eval --checkpoint models/default.pt --split holdout --out-dir results/default
-    masklens eval --checkpoint models/default.pt --folder ../shared/data/real-video-frames --name real-video-frames
-    masklens eval --checkpoint models/default.pt --mask-folder ../shared/data/real-photos/test --name real-photos
+    masklens eval --checkpoint models/real-wear.pt --split holdout --out-dir results/real-wear
+    masklens eval --checkpoint models/real-wear.pt --folder ../shared/data/real-video-frames --name real-video-frames
+    masklens eval --checkpoint models/real-wear.pt --mask-folder ../shared/data/real-photos/test --name real-photos
 
 The same checkpoint evaluated twice gives byte-identical metrics JSON (fp32, fixed order, rounded floats).
 """

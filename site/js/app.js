@@ -27,11 +27,14 @@
 import { MESSAGES as CANT_TELL } from './abstention.js';
 import { closeCamera, openCamera } from './camera.js';
 import { drawImage, drawLive, drawPhoto, heatmapOverlay } from './drawing.js';
+import { heatmapNote } from './explanations.js';
 import { FOLLOW_WIDTH, Follower, grayFrame } from './follow.js';
 import { CLASSIFY_INTERVAL_MS, CLASSIFY_SHARE, DETECT_INTERVAL_MS, LiveLoop, RateMeter } from './live.js';
 import { Session } from './session.js';
 
 const MODELS_URL = new URL('../models/', import.meta.url).href;
+// How often the heatmaps pointed at the right part of the face on the holdout (scripts/build_site.py writes it).
+const EXPLANATIONS_URL = new URL('../explanations.json', import.meta.url).href;
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 const SERVICE_WORKER_URL = new URL('../coi-sw.js', import.meta.url);
 const RELOADED_KEY = 'masklens-coi-reloaded';
@@ -57,6 +60,7 @@ const ui = {
   drop: $('drop'), file: $('file'), status: $('status'), progress: $('progress'), error: $('error'),
   noface: $('noface'), whole: $('whole'), result: $('result'), photo: $('photo'), faces: $('faces'),
   detail: $('detail'), verdict: $('verdict'), advice: $('advice'), heatmap: $('heatmap'), bars: $('bars'),
+  heatmapNote: $('heatmap-note'),
   explain: $('explain'), layer: $('layer'), opacity: $('opacity'), opacityValue: $('opacity-value'),
   modelInfo: $('model-info'), runtimeInfo: $('runtime-info'),
   cameraStart: $('camera-start'), cameraStop: $('camera-stop'), cameraError: $('camera-error'),
@@ -66,6 +70,7 @@ const ui = {
 
 let session = null;
 let manifest = null;
+let explanations = null; // the summary behind the line under the heatmap; null until loaded, or if missing
 let current = null; // {photo, faces, wholeImage}
 let selected = -1;
 let lastBlob = null;
@@ -129,9 +134,21 @@ async function check(blob, { wholeImage = false } = {}) {
     }
   } catch (error) {
     // A bad file changes nothing else: the previous result, if any, stays on screen.
+    let message = error.message;
+    if (error.unexpected) {
+      // The worker itself failed: its state cannot be trusted, so a new one takes over for the next photo.
+      const sentence = /[.!?]$/.test(message) ? message : `${message}.`;
+      message = `${sentence} The checker was restarted: try again.`;
+      try {
+        await restartSession();
+      } catch (restartError) {
+        message = `${sentence} The checker could not be restarted (${restartError.message}): reload the page.`;
+        manifest = null;
+      }
+    }
     ui.status.textContent = manifest ? 'Ready. Choose a photo.' : '';
-    showError(error.message);
-    finished('error', { error: error.message });
+    showError(message);
+    finished('error', { error: message });
   } finally {
     busy = false;
     ui.whole.disabled = false;
@@ -215,6 +232,9 @@ function renderHeatmap() {
   drawImage(ui.heatmap, heatmapOverlay(face, manifest, { layer: ui.layer.value, classIndex, opacity }));
   ui.heatmap.setAttribute('aria-label', `Face ${selected + 1} crop with the ${ui.layer.value} heatmap `
     + `for "${ui.explain.value}" at ${ui.opacity.value}% opacity`);
+  ui.heatmapNote.textContent = heatmapNote(explanations, {
+    layer: ui.layer.value, className: ui.explain.value, reason: face.class === ui.explain.value ? face.reason : null,
+  });
 }
 
 function firstImage(files) {
@@ -455,6 +475,14 @@ async function isolate() {
   return true;
 }
 
+/** A new worker in place of one that failed: the models again, from this device's cache (worker.js). */
+async function restartSession() {
+  stopCamera();
+  session.terminate();
+  session = new Session(WORKER_URL);
+  await session.load(MODELS_URL, () => {}, { backend: requestedBackend() });
+}
+
 /** ?backend=webgpu or ?backend=wasm in the page's address asks for that backend (worker.js's chooseBackend). */
 function requestedBackend() {
   const backend = new URLSearchParams(window.location.search).get('backend');
@@ -476,6 +504,8 @@ async function start() {
       ui.status.textContent = `Loading the models: ${formatBytes(loaded)} of ${formatBytes(total)}`;
     }, { backend: requestedBackend() });
     manifest = ready.manifest;
+    // The line under the heatmap can do without its numbers: a missing summary leaves them out.
+    explanations = await fetch(EXPLANATIONS_URL).then((response) => (response.ok ? response.json() : null), () => null);
     ui.explain.replaceChildren(...manifest.classes.map((name) => new Option(name, name)));
     const layers = new Set(manifest.classifier.target_layers);
     for (const option of [...ui.layer.options]) if (!layers.has(option.value)) option.remove();

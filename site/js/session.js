@@ -7,11 +7,17 @@
 // await session.loadWebcam(onProgress) -> {fromCache}: the webcam's classifier, downloaded the first time the
 //   camera starts; onProgress as for load
 // await session.analyse(blob, {wholeImage}) -> {photo, faces, wholeImage}; rejects with an Error whose
-//   message is plain words (not an image, too large, ...)
+//   message is plain words (not an image, too large, ...), and whose .unexpected is true when the worker
+//   itself failed (worker.js), or stopped: then the page replaces the session (session.terminate())
+// session.terminate(): stops the worker; what it was still doing is rejected
 // await session.liveFrame(frame, {detect, minFaceSize}) -> {width, height, faces}: frame an ImageBitmap (transferred);
 //   faces [{box, score}] when detect, else null
 // await session.liveClassify(boxes) -> {faces, runMs}: the faces at these boxes of the last live frame, classified;
 //   runMs: the time of the classifier's onnxruntime run alone (worker.js)
+
+function unexpected(message) {
+  return Object.assign(new Error(message), { unexpected: true });
+}
 
 export class Session {
   constructor(workerUrl) {
@@ -21,9 +27,12 @@ export class Session {
     this.loading = null;
     this.onProgress = null;
     this.worker.onmessage = ({ data }) => this.receive(data);
+    this.loaded = false;
     this.worker.onerror = (event) => {
       event.preventDefault?.();
-      this.failAll(new Error('The checker could not start in this browser. Try an up-to-date Chrome, Edge, Firefox or Safari.'));
+      // Before the models are ready: the browser cannot run the worker. After: it failed in the middle of a run.
+      this.failAll(this.loaded ? unexpected('The checker stopped while checking this photo.')
+        : new Error('The checker could not start in this browser. Try an up-to-date Chrome, Edge, Firefox or Safari.'));
     };
   }
 
@@ -31,6 +40,7 @@ export class Session {
     if (message.type === 'progress') {
       this.onProgress?.(message);
     } else if (message.type === 'ready') {
+      this.loaded = true;
       this.loading?.resolve({ manifest: message.manifest, fromCache: message.fromCache, runtime: message.runtime });
     } else if (message.type === 'error' && message.stage === 'load') {
       this.loading?.reject(new Error(message.message));
@@ -38,7 +48,7 @@ export class Session {
       const request = this.pending.get(message.id);
       if (!request) return;
       this.pending.delete(message.id);
-      if (message.type === 'error') request.reject(new Error(message.message));
+      if (message.type === 'error') request.reject(message.unexpected ? unexpected(message.message) : new Error(message.message));
       else request.resolve(message);
     }
   }
@@ -47,6 +57,11 @@ export class Session {
     this.loading?.reject(error);
     for (const request of this.pending.values()) request.reject(error);
     this.pending.clear();
+  }
+
+  terminate() {
+    this.worker.terminate();
+    this.failAll(unexpected('The checker was stopped.'));
   }
 
   load(modelsUrl, onProgress, { backend = null } = {}) {

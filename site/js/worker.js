@@ -28,8 +28,10 @@
 //   {type: "live-classes", id, faces, runMs}  classifyFaces' faces (pipeline.js), without their crops; runMs:
 //       the time the classifier's onnxruntime session took (the rest of the call is cropping, Grad-CAM
 //       maths and messaging)
-//   {type: "error", id, stage, message}       stage: "load", "analyse" or "live"; message: plain words
-//       (a manifest that breaks the schema, or of another format, is a "load" error naming the field)
+//   {type: "error", id, stage, message, unexpected}   stage: "load", "analyse" or "live"; message: plain words
+//       (a manifest that breaks the schema, or of another format, is a "load" error naming the field);
+//       unexpected: true for a fault of this worker rather than of the input (anything but a PlainError or
+//       a ManifestError), after which the page starts a new worker rather than trust this one's state
 //
 // Models are cached with the Cache API under a key made of their sha256, so a second visit reads them
 // from the cache; a cached copy is checked against the sha256 again before use.
@@ -43,6 +45,7 @@
 import { toRGB } from './imaging.js';
 import { ManifestError, readManifest } from './manifest.js';
 import { createOrtRunner } from './mtcnn.js';
+import { HEADER_BYTES, photoHeader } from './photofile.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
@@ -64,6 +67,10 @@ const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.har
 // page redraws at every video frame: spinning threads take the cores from both (export/predict.py's
 // session_options turns spinning off for the same reason).
 const SESSION_CONFIG = { session: { intra_op: { allow_spinning: '0' } } };
+// Graphs whose weights are stored int8 (DequantizeLinear on initializers, export/weights.py) decode them once at
+// load instead of on every run, as Python's session_options does; the webcam's statically quantized graph keeps
+// its quantize/dequantize pairs, which onnxruntime fuses into integer kernels.
+const DECODED_WEIGHTS_CONFIG = { session: { ...SESSION_CONFIG.session, disable_quant_qdq: '1' } };
 
 let state = null; // {manifest, runNet}
 let liveFrame = null; // the last webcam frame, RGB {width, height, data}
@@ -221,13 +228,14 @@ async function readModels(nets, { manifest, base, cache }, progress) {
   return { bytesOf, allCached };
 }
 
-/** Creates sessions; a graph with a weights_file (manifest) reads its weights from the classifier's bytes. */
+/** Creates sessions; a graph with a weights_file (manifest) reads its weights from the classifier's bytes;
+ * integerArithmetic for the statically quantized webcam graph. */
 function sessionFactory(ort, classifierBytes) {
-  return (bytes, provider, graph = null) => ort.InferenceSession.create(bytes, {
+  return (bytes, provider, graph = null, integerArithmetic = false) => ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
-    extra: SESSION_CONFIG,
+    extra: integerArithmetic ? SESSION_CONFIG : DECODED_WEIGHTS_CONFIG,
     ...(graph?.weights_file ? { externalData: [{ path: graph.weights_file, data: classifierBytes }] } : {}),
   });
 }
@@ -271,7 +279,7 @@ async function loadWebcam() {
   const { bytesOf, allCached } = await readModels(nets, where, progressOf('webcam', modelBytes(manifest, nets)));
   // The WebGPU build runs the webcam's fp32 graph, on wasm too where the GPU refused the classifier.
   sessions.classifier_live = build === 'wasm'
-    ? await create(bytesOf.classifier_live, 'wasm')
+    ? await create(bytesOf.classifier_live, 'wasm', null, true)
     : await create(bytesOf.classifier_live_gpu, backend, manifest.classifier.webcam.gpu);
   return { fromCache: allCached };
 }
@@ -291,19 +299,38 @@ function draftSize(width, height, maxSide) {
   return [Math.ceil(width / scale), Math.ceil(height / scale)];
 }
 
-/** Blob -> RGBA pixels, EXIF orientation applied; very large photos are decoded scaled down. */
+function tooLarge(width, height, limits) {
+  return new PlainError(`This photo is too large (${width} × ${height} pixels; `
+    + `the limit is ${Math.round(limits.max_pixels / 1e6)} megapixels).`);
+}
+
+// Formats a browser may not decode, by the name a person knows them by.
+const FORMAT_NAMES = { heic: 'HEIC', avif: 'AVIF', webp: 'WebP' };
+
+/**
+ * Blob -> RGBA pixels, EXIF orientation applied; very large photos are decoded scaled down. The header
+ * (photofile.js) is read first: a file that is no photo, or whose stated size is over the limit, is refused
+ * before any decoding.
+ */
 async function decode(blob, limits) {
+  const header = photoHeader(new Uint8Array(await blob.slice(0, HEADER_BYTES).arrayBuffer()));
+  if (header.format === 'svg') {
+    throw new PlainError('This file is an SVG drawing, not a photo. Save it as a PNG or JPEG image and try again.');
+  }
+  if (header.format === 'pdf') throw new PlainError('This file is a PDF document, not an image.');
+  if (header.width !== null && header.width * header.height > limits.max_pixels) {
+    throw tooLarge(header.width, header.height, limits);
+  }
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image' });
   } catch {
+    const name = FORMAT_NAMES[header.format];
+    if (name) throw new PlainError(`This is a ${name} photo, which this browser cannot open. Save it as JPEG and try again.`);
     throw new PlainError('This file could not be opened as an image. It may not be a photo, or it may be damaged.');
   }
   try {
-    if (bitmap.width * bitmap.height > limits.max_pixels) {
-      throw new PlainError(`This photo is too large (${bitmap.width} × ${bitmap.height} pixels; `
-        + `the limit is ${Math.round(limits.max_pixels / 1e6)} megapixels).`);
-    }
+    if (bitmap.width * bitmap.height > limits.max_pixels) throw tooLarge(bitmap.width, bitmap.height, limits);
     let [width, height] = [bitmap.width, bitmap.height];
     if (Math.max(width, height) > 2 * limits.max_side) {
       [width, height] = draftSize(width, height, limits.max_side);
@@ -354,7 +381,8 @@ async function liveStep(message) {
   return { type: 'live-classes', id: message.id, faces: faces.map(({ crop, ...face }) => face), runMs };
 }
 
-const plain = (error, fallback) => (error instanceof PlainError || error instanceof ManifestError ? error.message : `${fallback} (${error?.message ?? error})`);
+const expected = (error) => error instanceof PlainError || error instanceof ManifestError;
+const plain = (error, fallback) => (expected(error) ? error.message : `${fallback} (${error?.message ?? error})`);
 
 async function handle(message) {
   if (message.type === 'load') {
@@ -370,7 +398,9 @@ async function handle(message) {
       const transfer = [photo.data.buffer];
       self.postMessage({ type: 'result', id: message.id, photo, faces, wholeImage: Boolean(message.wholeImage) }, transfer);
     } catch (error) {
-      self.postMessage({ type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'This photo could not be checked') });
+      self.postMessage({
+        type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'This photo could not be checked'), unexpected: !expected(error),
+      });
     }
   } else if (message.type === 'load-webcam') {
     try {
@@ -388,7 +418,11 @@ async function handle(message) {
 }
 
 // One message at a time: a photo check and webcam frames share the sessions, which run one call at once.
+// A failure that escapes handle (a reply that cannot be posted) is answered here, so that the queue goes on
+// and the page is not left waiting.
 let queue = Promise.resolve();
 self.onmessage = ({ data: message }) => {
-  queue = queue.then(() => handle(message));
+  queue = queue.then(() => handle(message)).catch((error) => {
+    self.postMessage({ type: 'error', id: message.id, stage: 'analyse', message: plain(error, 'The checker failed'), unexpected: true });
+  });
 };
