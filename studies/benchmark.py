@@ -31,10 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,6 +45,8 @@ from masklens.cli import parse_config
 from masklens.files import IMAGE_SUFFIXES, write_json
 from masklens.machine import cpu_name, cpu_vector_extensions
 from masklens.predict import Predictor, open_photo, session_options
+
+from .memory_budget import cli_memory
 
 # The budgets' goals, which the Results page sets the measurements against; folder_memory_growth: the
 # CLI's peak memory on the largest folder over that on the smallest, flat up to the allocator's noise.
@@ -116,7 +115,8 @@ def benchmark(config: BenchmarkConfig) -> dict:
         }
         if config.site:
             result.update(browser_measurements(config, manifest, photos))
-        result.setdefault("memory", {}).update(cli_memory(config, work))
+        face = Path(config.data) / "real-photos" / "test" / "without_mask" / THREE_FACES[0]
+        result.setdefault("memory", {}).update(cli_memory(config, work, face))
     if config.train_steps:
         result["training"] = training_throughput(config)
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -259,73 +259,6 @@ def browser_measurements(config: BenchmarkConfig, manifest: dict, photos: dict[s
         finally:
             browser.close()
     return {"browser_classifier": browser_classifier, "photo_to_result": end_to_end, "memory": {"browser": memory}}
-
-
-def peak_rss_of(command: list[str]) -> dict:
-    """Runs the command; its peak resident memory and seconds. The peak is the child's VmHWM (/proc, Linux),
-    read until it exits: wait4's ru_maxrss would also count this large process's memory, which the child
-    holds between fork and exec."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    status, peak = Path(f"/proc/{process.pid}/status"), 0
-    while process.poll() is None:
-        try:
-            lines = status.read_text().splitlines()
-        except OSError:
-            break  # exited between the poll and the read
-        peak = max([peak, *(int(line.split()[1]) * 1024 for line in lines if line.startswith("VmHWM:"))])
-        time.sleep(0.05)
-    stderr = process.communicate()[1]
-    if process.returncode not in (0, 1):  # masklens predict: 1 when some file failed (photos without a face)
-        raise SystemExit(f"{' '.join(command[:4])} failed ({process.returncode}): {stderr[-2000:]}")
-    return {"peak_rss_bytes": peak, "seconds": round(time.perf_counter() - started, 2)}
-
-
-def cli_memory(config: BenchmarkConfig, work: Path) -> dict:
-    """``masklens predict`` on folders of ``folder_sizes`` photos and ``masklens video`` on a long video."""
-    masklens = [sys.executable, "-m", "masklens"]
-    out: dict = {}
-    if config.folder_sizes:
-        real = Path(config.data) / "real-photos" / "test"
-        sources = sorted(p for label in ("with_mask", "without_mask") for p in (real / label).iterdir())
-        out["cli_photos"] = {}
-        for count in config.folder_sizes:
-            folder = work / f"photos-{count}"
-            folder.mkdir()
-            for k in range(count):  # copies, renamed: a folder of any size from the shared photos
-                shutil.copy(sources[k % len(sources)], folder / f"{k:05d}{sources[k % len(sources)].suffix}")
-            measured = peak_rss_of(
-                [*masklens, "predict", str(folder), "--models", config.models, "--out", str(work / "out.jsonl")]
-            )
-            out["cli_photos"][str(count)] = {**measured, "photos": count}
-            shutil.rmtree(folder)
-    if config.video_minutes:
-        video = long_video(Path(config.data), work / "long.mp4", config.video_minutes, config.video_fps)
-        measured = peak_rss_of(
-            [*masklens, "video", str(video), "--models", config.models, "--log", str(work / "tracks.jsonl")]
-            + ["--progress", "false"]
-        )
-        frames = round(config.video_minutes * 60 * config.video_fps)
-        out["cli_video"] = {
-            **measured,
-            "minutes": config.video_minutes,
-            "fps": config.video_fps,
-            "frames": frames,
-            "size": [320, 240],
-        }
-    return out
-
-
-def long_video(data: Path, path: Path, minutes: float, fps: int) -> Path:
-    """A 320 x 240 MPEG-4 video of a real face drifting across a grey frame, ``minutes`` long."""
-    from masklens.video import write_video
-    from masklens.y4m import compose
-
-    face = Image.open(data / "real-photos" / "test" / "without_mask" / THREE_FACES[0]).convert("RGB")
-    face = np.asarray(face.resize((round(face.width * 140 / face.height), 140)))
-    frames = round(minutes * 60 * fps)
-    write_video(path, (compose((320, 240), [(face, 20 + (k * 7) % 160, 50)]) for k in range(frames)), fps)
-    return path
 
 
 def training_throughput(config: BenchmarkConfig) -> dict:

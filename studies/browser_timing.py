@@ -25,14 +25,13 @@ from .chromium import CHROMIUM, CHROMIUM_ARGS
 from .visits import TIMEOUT_MS
 
 # Runs in the app's worker (worker.evaluate): its onnxruntime-web module (already loaded and set up by
-# worker.js, so the same instance and wasm binary) runs the classifier `repeats` times after a warm-up.
-CLASSIFIER_RUNS = """async ([ortUrl, modelUrl, inputName, size, repeats]) => {
+# worker.js, so the same instance and wasm binary) runs the classifier `repeats` times after a warm-up, with
+# the app's session options (site/js/ortoptions.js).
+CLASSIFIER_RUNS = """async ([ortUrl, optionsUrl, modelUrl, inputName, size, repeats]) => {
   const ort = await import(ortUrl);
+  const { sessionOptions } = await import(optionsUrl);
   const bytes = new Uint8Array(await (await fetch(modelUrl)).arrayBuffer());
-  const session = await ort.InferenceSession.create(bytes, {
-    executionProviders: ['wasm'], graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  });
+  const session = await ort.InferenceSession.create(bytes, sessionOptions('wasm'));
   const data = new Float32Array(3 * size * size);
   for (let i = 0; i < data.length; i++) data[i] = Math.sin(i);
   const feeds = { [inputName]: new ort.Tensor('float32', data, [1, 3, size, size]) };
@@ -81,6 +80,7 @@ def classifier_run_ms(page, base: str, manifest: dict, repeats: int) -> dict:
         CLASSIFIER_RUNS,
         [
             f"{base}/app/ort/ort.wasm.min.mjs",
+            f"{base}/app/js/ortoptions.js",
             f"{base}/app/models/{classifier['file']}",
             classifier["input"]["name"],
             classifier["preprocessing"]["size"],

@@ -1,4 +1,4 @@
-"""The bad-input corpus (studies/bad_inputs.py) through ``masklens predict`` and through the app in Chromium:
+"""The bad-input corpus (studies/bad_input_corpus.py) through ``masklens predict`` and through the app in Chromium:
 each file gets the outcome its entry documents, and the page answers the next good photo after each. The
 shipped models (models/onnx) run on both sides, as in ``masklens bad-inputs``.
 
@@ -22,18 +22,9 @@ import pytest
 from PIL import ExifTags, Image, ImageOps
 
 from masklens.predict import PhotoError, open_photo
-from studies.bad_inputs import (
-    ENTRIES,
-    FACES,
-    STORED_FOR_ORIENTATION,
-    cli_outcomes,
-    describe,
-    judge,
-    minimal_pdf,
-    run_corpus,
-    write_corpus,
-    write_png_rows,
-)
+from studies.bad_input_corpus import ENTRIES, FACES, write_corpus
+from studies.bad_input_files import STORED_FOR_ORIENTATION, minimal_pdf, write_png_rows
+from studies.bad_inputs import cli_outcomes, describe, judge, run_corpus
 from studies.chromium import CHROMIUM, CHROMIUM_ARGS
 from studies.report import load_context, render_template
 

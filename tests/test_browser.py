@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -521,28 +523,28 @@ def test_a_worker_that_fails_mid_run_is_replaced_and_the_next_photo_is_checked(c
 @pytest.mark.slow
 def test_the_benchmark_measures_every_budget_in_the_browser_and_out(site, exported_models, tmp_path):
     """``masklens benchmark`` on the test site with one run of everything: the report's structure, and every
-    number in it positive and finite (no time is judged here: the benchmark is the place for that)."""
-    from studies.benchmark import BenchmarkConfig, benchmark
-
+    number in it positive and finite (no time is judged here: the benchmark is the place for that). Run as the
+    command, in its own process: it drives its own Chromium, beside this module's."""
     from .test_predict import assert_positive_and_finite
 
-    result = benchmark(
-        BenchmarkConfig(
-            models=str(exported_models),
-            photos=str(shared_data_or_skip("real-photos", "test", "without_mask")),
-            photo_count=1,
-            repeats=1,
-            site=str(site),
-            checkpoint=str(exported_models.parent / "model.pt"),
-            browser_repeats=1,
-            folder_sizes=(2,),
-            video_minutes=0.05,
-            train_steps=1,
-            train_batch_size=2,
-            out=str(tmp_path / "benchmark.json"),
-        )
-    )
-    assert json.loads((tmp_path / "benchmark.json").read_text()) == result
+    out = tmp_path / "benchmark.json"
+    flags = {
+        "models": exported_models,
+        "photos": shared_data_or_skip("real-photos", "test", "without_mask"),
+        "photo-count": 1,
+        "repeats": 1,
+        "site": site,
+        "checkpoint": exported_models.parent / "model.pt",
+        "browser-repeats": 1,
+        "folder-sizes": 2,
+        "video-minutes": 0.05,
+        "train-steps": 1,
+        "train-batch-size": 2,
+        "out": out,
+    }
+    arguments = [item for name, value in flags.items() for item in (f"--{name}", str(value))]
+    subprocess.run([sys.executable, "-m", "masklens", "benchmark", *arguments], cwd=REPO, check=True)
+    result = json.loads(out.read_text())
     assert {k: (v["threads"], v["isolated"]) for k, v in result["browser_classifier"].items()} == {
         "1": (1, False),
         "2": (2, True),

@@ -7,18 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from studies.explanations import (
-    CASCADE,
-    ExplainConfig,
-    cascade_similarities,
-    energy_share,
-    explain,
-    face_regions,
-    gradcam_maps,
-    peak_region,
-    pointing_hit,
-    randomisation_report,
-)
+from studies.explanations import ExplainConfig, explain
+from studies.heatmap_scores import energy_share, face_regions, peak_region, pointing_hit
+from studies.heatmap_torch import CASCADE, cascade_similarities, gradcam_maps, randomisation_report
 
 from .conftest import REPO, shared_data_or_skip
 

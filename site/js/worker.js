@@ -45,6 +45,7 @@
 import { toRGB } from './imaging.js';
 import { ManifestError, readManifest } from './manifest.js';
 import { createOrtRunner } from './mtcnn.js';
+import { sessionOptions } from './ortoptions.js';
 import { HEADER_BYTES, photoHeader } from './photofile.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
@@ -62,16 +63,6 @@ const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu
 const ORT_WASM = { wasm: 'ort-wasm-simd-threaded.wasm', webgpu: 'ort-wasm-simd-threaded.asyncify.wasm' };
 // Threads need SharedArrayBuffer, which only a cross-origin isolated page (and so its workers) has.
 const THREADS = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1)) : 1;
-// onnxruntime's threads spin between runs by default, waiting for the next one. A webcam step runs the
-// face detector's nets many times with this worker's own work in between (pyramid levels, crops), and the
-// page redraws at every video frame: spinning threads take the cores from both (export/predict.py's
-// session_options turns spinning off for the same reason).
-const SESSION_CONFIG = { session: { intra_op: { allow_spinning: '0' } } };
-// Graphs whose weights are stored int8 (DequantizeLinear on initializers, export/weights.py) decode them once at
-// load instead of on every run, as Python's session_options does; the webcam's statically quantized graph keeps
-// its quantize/dequantize pairs, which onnxruntime fuses into integer kernels.
-const DECODED_WEIGHTS_CONFIG = { session: { ...SESSION_CONFIG.session, disable_quant_qdq: '1' } };
-
 let state = null; // {manifest, runNet}
 let liveFrame = null; // the last webcam frame, RGB {width, height, data}
 
@@ -232,10 +223,7 @@ async function readModels(nets, { manifest, base, cache }, progress) {
  * integerArithmetic for the statically quantized webcam graph. */
 function sessionFactory(ort, classifierBytes) {
   return (bytes, provider, graph = null, integerArithmetic = false) => ort.InferenceSession.create(bytes, {
-    executionProviders: [provider],
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3, // errors only: its warnings (which nodes run where) would reach the console as errors
-    extra: integerArithmetic ? SESSION_CONFIG : DECODED_WEIGHTS_CONFIG,
+    ...sessionOptions(provider, { integerArithmetic }),
     ...(graph?.weights_file ? { externalData: [{ path: graph.weights_file, data: classifierBytes }] } : {}),
   });
 }
