@@ -1,4 +1,5 @@
 import dataclasses
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -23,6 +24,41 @@ def shared_data_or_skip(*parts: str) -> Path:
             pytest.fail(f"CI=true but the shared data is missing: {path}")
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+def skip_or_fail(reason: str):
+    """Skips for a missing tool or package, except under CI=true (CI installs everything), where it fails."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def site_builder():
+    """scripts/build_site.py as a module (build, build_app); skips (fails under CI=true) without
+    site/node_modules."""
+    if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
+        skip_or_fail("site/node_modules is missing (run npm ci in site/)")
+    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium through Playwright, one per test module; skips (fails under CI=true) without them."""
+    from studies.chromium import CHROMIUM, CHROMIUM_ARGS
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("the playwright package is not installed")
+    if not CHROMIUM.exists():
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,8 @@ test then skips saying what was left out (under CI=true, it fails).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -25,25 +23,18 @@ from masklens.predict import PhotoError, open_photo
 from studies.bad_input_corpus import ENTRIES, FACES, write_corpus
 from studies.bad_input_files import STORED_FOR_ORIENTATION, minimal_pdf, write_png_rows
 from studies.bad_inputs import cli_outcomes, describe, judge, run_corpus
-from studies.chromium import CHROMIUM, CHROMIUM_ARGS
 from studies.report import load_context, render_template
 
-from .conftest import REPO, SHARED_DATA
+from .conftest import REPO, SHARED_DATA, site_builder, skip_or_fail
 
 MODELS = REPO / "models" / "onnx"
 FACE_PHOTOS = SHARED_DATA / "real-photos" / "test" / "without_mask"
 
 
-def _skip_or_fail(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
 def _skip_if_left_out(left_out: dict[str, str]) -> None:
     """Called after the entries that were written passed: the ones this machine could not write skip the test."""
     if left_out:
-        _skip_or_fail("corpus entries left out: " + "; ".join(f"{name} ({why})" for name, why in left_out.items()))
+        skip_or_fail("corpus entries left out: " + "; ".join(f"{name} ({why})" for name, why in left_out.items()))
 
 
 def test_the_stored_pixels_of_each_exif_orientation_come_back_upright():
@@ -81,7 +72,7 @@ def test_hand_written_png_and_pdf_are_what_they_claim(tmp_path):
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        _skip_or_fail("node is not on PATH")
+        skip_or_fail("node is not on PATH")
     return node
 
 
@@ -124,7 +115,7 @@ def test_photo_headers_of_real_encoders_are_read_before_decoding(tmp_path):
     for name, (format_, _) in files.items():
         assert headers[name] == {"format": format_, "width": 1000, "height": 700}, name
     if "photo.heic" not in files:
-        _skip_or_fail("pillow-heif (the test extras) is not installed: HEIC not checked")
+        skip_or_fail("pillow-heif (the test extras) is not installed: HEIC not checked")
 
 
 def test_every_bad_input_gets_its_outcome_from_the_cli_over_the_folder(tmp_path):
@@ -148,28 +139,9 @@ def test_the_limitations_page_leaves_out_the_table_without_its_json():
     assert "Odd and broken files" not in render_template(REPO / "docs" / "templates" / "limitations.md.j2", context)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _skip_or_fail("the playwright package is not installed")
-    if not CHROMIUM.exists():
-        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def build_app(models: Path, out: Path) -> Path:
     """scripts/build_site.py's app alone; skips (fails under CI=true) without site/node_modules."""
-    if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
-        _skip_or_fail("site/node_modules is missing (run npm ci in site/)")
-    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_app(models, out)
+    return site_builder().build_app(models, out)
 
 
 @pytest.mark.slow

@@ -12,9 +12,7 @@ that fails.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,43 +22,18 @@ import pytest
 from PIL import Image
 
 from masklens.predict import Predictor, open_photo
-from studies.chromium import CHROMIUM, CHROMIUM_ARGS, serving
+from studies.chromium import serving
 
-from .conftest import REPO, assert_same_faces, shared_data_or_skip
+from .conftest import REPO, assert_same_faces, shared_data_or_skip, site_builder
 
 TIMEOUT_MS = 60_000
 # Three photos of ../shared/data/real-photos/test/without_mask in which MTCNN finds one face each.
 SEVERAL_FACES = ("without_mask_00002.jpg", "without_mask_00006.jpg", "without_mask_00012.jpg")
 
 
-def _skip_or_fail(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _skip_or_fail("the playwright package is not installed")
-    if not CHROMIUM.exists():
-        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def build_site(models: Path, out: Path, results: Path | None = None) -> Path:
     """scripts/build_site.py's build; skips (fails under CI=true) without site/node_modules."""
-    if not (REPO / "site" / "node_modules" / "onnxruntime-web").exists():
-        _skip_or_fail("site/node_modules is missing (run npm ci in site/)")
-    spec = importlib.util.spec_from_file_location("build_site", REPO / "scripts" / "build_site.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build(models, out, results)
+    return site_builder().build(models, out, results)
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,9 @@ from export.quantize import INT8_BOUNDS
 from masklens.predict import Predictor
 from studies.chromium import CHROMIUM, CHROMIUM_ARGS, WEBGPU_ARGS, serving
 
-from .conftest import REPO, shared_data_or_skip
+from .conftest import REPO, shared_data_or_skip, skip_or_fail
 from .scenes import FPS, PLACES, SCHEDULE, SEGMENT_FRAMES, expected_classes, make_scene, runs
-from .test_browser import TIMEOUT_MS, _skip_or_fail, build_site
+from .test_browser import TIMEOUT_MS, build_site
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def shipped_server(tmp_path_factory):
 
 def _chromium(playwright, *extra: str):
     if not CHROMIUM.exists():
-        _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra])
 
 
@@ -78,7 +78,7 @@ def _playwright():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _skip_or_fail("the playwright package is not installed")
+        skip_or_fail("the playwright package is not installed")
     return sync_playwright()
 
 
@@ -205,7 +205,7 @@ def test_webgpu_runs_the_classifiers_with_the_answers_of_wasm(shipped_server, tm
     answers = {}
     with _playwright() as playwright:
         if not CHROMIUM.exists():
-            _skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+            skip_or_fail(f"{CHROMIUM} is missing (apt-get install chromium)")
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
             args=[*WEBGPU_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"],
