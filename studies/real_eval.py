@@ -7,15 +7,21 @@ trained, classify. The largest face found is the photo's answer; photos where no
 counted apart (``not_found``) and never scored as right. Sets (``SETS``):
 
 - ``real-photos`` (``real-photos/test``): ``with_mask`` is right when the answer is covered or
-  incorrect, ``without_mask`` when it is uncovered; ``mask_accuracy`` over the photos with a face,
-  ``mask_accuracy_all`` counting a photo without a face as wrong.
+  incorrect, ``without_mask`` when it is uncovered; per folder, ``accuracy_of_found`` is its recall over
+  the faces found and ``classes`` its confusion row (the answers over the faces found, per class);
+  ``mask_accuracy`` over the photos with a face, ``mask_accuracy_all`` counting a photo without a face as
+  wrong.
 - ``real-masks`` (``real-masks/test/<kind>``): per kind, the share of faces found called covered or
-  incorrect (``masked_rate``).
+  incorrect (``masked_rate``) and the answers over the faces found, per class (``classes``).
 - ``real-wear``: see ``studies.real_wear``.
 - ``real-video-frames`` (64 px grayscale face crops, three classes; at most ``per_class`` frames of
-  each class, evenly spaced): balanced 3-class accuracy and confusion, through the face finder and,
-  as these frames are already face crops, also in whole-image mode (no detector), and through the face
-  finder and the webcam mode's graph (``detected_live``: the int8 graph on the CPU).
+  each class, evenly spaced): balanced 3-class accuracy, recall per class and confusion (rows: true
+  class, columns: answer, both in the manifest's class order), through the face finder and, as these
+  frames are already face crops, also in whole-image mode (no detector), and through the face finder and
+  the webcam mode's graph (``detected_live``: the int8 graph on the CPU).
+
+A ``<rate>_interval`` key is the 95% Wilson interval of ``<rate>`` (``studies.real_wear.wilson_interval``);
+``recall_interval`` holds one per class.
 
 Deterministic: the same models and data give byte-identical JSON.
 """
@@ -33,7 +39,7 @@ from masklens.files import write_json
 from masklens.predict import Predictor
 
 from .answers import found_summary, list_images, rounded, run_folder
-from .real_wear import evaluate_real_wear
+from .real_wear import evaluate_real_wear, wilson_interval
 
 
 @dataclass(frozen=True)
@@ -45,43 +51,67 @@ class RealEvalConfig:
     threads: int = 0
 
 
+def hits_summary(answers: list[dict], hits: int, hits_key: str, rate_key: str, classes: list[str]) -> dict:
+    """Faces found, ``hits`` of them right (as ``hits_key``, their share of the found as ``rate_key``, with
+    its interval) and the answers over the faces found, per class."""
+    summary = found_summary(answers)
+    summary[hits_key] = hits
+    summary[rate_key] = rounded(hits / max(summary["found"], 1))
+    summary[f"{rate_key}_interval"] = wilson_interval(hits, summary["found"])
+    summary["found_rate_interval"] = wilson_interval(summary["found"], summary["photos"])
+    summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in classes}
+    return summary
+
+
+def mask_folder(answers: list[dict], has_mask: bool, classes: list[str]) -> dict:
+    """One real-photos folder: faces found, right answers among them and the answers per class."""
+    right = sum(a["class"] is not None and (a["class"] != "uncovered") == has_mask for a in answers)
+    return hits_summary(answers, right, "right", "accuracy_of_found", classes)
+
+
 def mask_photos(predictor: Predictor, root: Path) -> dict:
     """real-photos/test: mask vs no mask."""
-    result, right, found_total, photos = {}, 0, 0, 0
-    for folder, has_mask in (("with_mask", True), ("without_mask", False)):
-        answers = run_folder(predictor, list_images(root / folder), folder)
-        good = sum(a["class"] is not None and (a["class"] != "uncovered") == has_mask for a in answers)
-        summary = found_summary(answers)
-        summary["right"] = good
-        summary["accuracy_of_found"] = rounded(good / max(summary["found"], 1))
-        summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
-        result[folder] = summary
-        right += good
-        found_total += summary["found"]
-        photos += summary["photos"]
-    result["mask_accuracy"] = rounded(right / max(found_total, 1))
+    result = {
+        folder: mask_folder(run_folder(predictor, list_images(root / folder), folder), has_mask, predictor.classes)
+        for folder, has_mask in (("with_mask", True), ("without_mask", False))
+    }
+    right, found, photos = (sum(summary[key] for summary in result.values()) for key in ("right", "found", "photos"))
+    result["mask_accuracy"] = rounded(right / max(found, 1))
+    result["mask_accuracy_interval"] = wilson_interval(right, found)
     result["mask_accuracy_all"] = rounded(right / max(photos, 1))
-    result["found_rate"] = rounded(found_total / max(photos, 1))
+    result["found_rate"] = rounded(found / max(photos, 1))
     return result
+
+
+def mask_kind(answers: list[dict], classes: list[str]) -> dict:
+    """One real-masks kind: faces found, the share of them called covered or incorrect, answers per class."""
+    masked = sum(a["class"] in ("covered", "incorrect") for a in answers)
+    return hits_summary(answers, masked, "masked", "masked_rate", classes)
 
 
 def mask_kinds(predictor: Predictor, root: Path) -> dict:
     """real-masks/test/<kind>: share of found faces called covered or incorrect."""
-    result = {}
-    for kind in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        answers = run_folder(predictor, list_images(root / kind), kind)
-        summary = found_summary(answers)
-        masked = sum(a["class"] in ("covered", "incorrect") for a in answers)
-        summary["masked"] = masked
-        summary["masked_rate"] = rounded(masked / max(summary["found"], 1))
-        summary["classes"] = {c: sum(a["class"] == c for a in answers) for c in predictor.classes}
-        result[kind] = summary
-    return result
+    return {
+        kind: mask_kind(run_folder(predictor, list_images(root / kind), kind), predictor.classes)
+        for kind in sorted(p.name for p in root.iterdir() if p.is_dir())
+    }
+
+
+def confusion_report(classes: list[str], confusion: np.ndarray) -> dict:
+    """Balanced accuracy, recall per class (with its interval) and the confusion itself (rows: true class)."""
+    found, right = confusion.sum(1), confusion.diagonal()
+    recalls = right / np.maximum(found, 1)
+    return {
+        "balanced_accuracy": rounded(recalls.mean()),
+        "recall": {c: rounded(r) for c, r in zip(classes, recalls)},
+        "recall_interval": {c: wilson_interval(int(h), int(n)) for c, h, n in zip(classes, right, found)},
+        "confusion": confusion.tolist(),
+    }
 
 
 def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: bool, live: bool = False) -> dict:
-    """Balanced accuracy and confusion (rows: true class, columns: answer) over the frames with a face;
-    ``live``: classified by the webcam mode's graph."""
+    """``confusion_report`` over the frames with a face, and the frames found per class; ``live``:
+    classified by the webcam mode's graph."""
     classes = predictor.classes
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     per_class_found = {}
@@ -97,13 +127,7 @@ def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: b
         for a in answers:
             if a["class"] is not None:
                 confusion[row, classes.index(a["class"])] += 1
-    recalls = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
-    return {
-        "balanced_accuracy": rounded(recalls.mean()),
-        "recall": {c: rounded(r) for c, r in zip(classes, recalls)},
-        "confusion": confusion.tolist(),
-        "found": per_class_found,
-    }
+    return {**confusion_report(classes, confusion), "found": per_class_found}
 
 
 def evaluate_real(config: RealEvalConfig) -> dict:

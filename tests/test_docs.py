@@ -344,6 +344,38 @@ def test_stub_pages_are_not_replaced_on_disk(site):
         assert "docs_hooks/render.py" in stub.read_text()
 
 
+def without_intervals(value):
+    """``value`` with every ``*_interval`` key left out, as in the metrics JSON written before them."""
+    if isinstance(value, dict):
+        return {k: without_intervals(v) for k, v in value.items() if not k.endswith("_interval")}
+    return value
+
+
+def test_end_to_end_intervals_and_confusions_render_where_measured(results):
+    context = load_context(results)
+    end_to_end = context["results"]["default"]["end-to-end"]
+    with_mask = end_to_end["real-photos"]["with_mask"]
+    lo, hi = with_mask["accuracy_of_found_interval"]
+    right = f"{100 * with_mask['accuracy_of_found']:.2f}%"
+    page = render_template(TEMPLATES / "results.md.j2", context)
+    assert f"| {right} ({100 * lo:.1f}%–{100 * hi:.1f}%) |" in page
+    assert "`default` (shipped), both folders: mask vs no mask right for" in page
+    cloth = end_to_end["real-masks"]["cloth"]
+    lo, hi = cloth["masked_rate_interval"]
+    assert f"| {100 * cloth['masked_rate']:.2f}% ({100 * lo:.1f}%–{100 * hi:.1f}%) |" in page
+    frames = end_to_end["real-video-frames"]["detected"]
+    lo, hi = frames["recall_interval"]["covered"]
+    assert f"| {100 * frames['recall']['covered']:.2f}% ({100 * lo:.1f}%–{100 * hi:.1f}%) |" in page
+    assert f"| `default` | through the face finder | {' / '.join(map(str, frames['confusion'][0]))} |" in page
+    # A metrics JSON written before the intervals renders the same tables without them.
+    for name in ("real-photos", "real-masks", "real-video-frames"):
+        end_to_end[name] = without_intervals(end_to_end[name])
+    older = render_template(TEMPLATES / "results.md.j2", context)
+    answered = " / ".join(str(with_mask["classes"][c]) for c in ("covered", "incorrect", "uncovered"))
+    assert f"| {right} | {answered} |" in older and "both folders" not in older
+    assert f"| `default` | through the face finder | {' / '.join(map(str, frames['confusion'][0]))} |" in older
+
+
 def test_recipe_sweep_and_fine_tuning_ablation_render_from_their_json(results):
     context = load_context(results)
     assert context["sweep"] is None and context["ablations"] == {}

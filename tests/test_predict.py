@@ -423,6 +423,7 @@ def test_face_finder_padding_and_fallback_find_a_face_that_fills_the_photo(model
 def test_end_to_end_evaluation_counts_what_the_predictor_says(model_dir, tmp_path):
     from masklens.framing import face_size
     from studies.real_eval import RealEvalConfig, evaluate_real
+    from studies.real_wear import wilson_interval
 
     from .conftest import make_real_tree
 
@@ -440,6 +441,13 @@ def test_end_to_end_evaluation_counts_what_the_predictor_says(model_dir, tmp_pat
         right = sum((CLASSES[int(face.probabilities.argmax())] != "uncovered") == has_mask for face in found)
         summary = result["real-photos"][folder]
         assert (summary["photos"], summary["found"], summary["right"]) == (len(files), len(found), right)
+        assert summary["accuracy_of_found_interval"] == wilson_interval(right, len(found))
+        assert sum(summary["classes"].values()) == summary["found"]  # the folder's confusion row
     assert set(result["real-masks"]) == {"cloth", "n95"}
+    for kind in result["real-masks"].values():
+        assert kind["masked_rate_interval"] == wilson_interval(kind["masked"], kind["found"])
+        assert sum(kind["classes"].values()) == kind["found"]
     frames = result["real-video-frames"]["whole_image"]
     assert sum(map(sum, frames["confusion"])) == 6  # whole-image mode answers for every frame
+    for c, (lo, hi) in frames["recall_interval"].items():
+        assert lo <= frames["recall"][c] <= hi

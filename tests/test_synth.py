@@ -7,20 +7,19 @@ import pytest
 import torch
 from PIL import Image
 
-from masklens.labels import CLASSES, NO_REASON
+from masklens.labels import CLASSES, NO_REASON, REASONS
 from training.config import TrainConfig, preprocessing_for
-from training.datasets import MASK_CLASSES, MASKED_LABEL, RandomLowResolution, SyntheticMaskDataset
-from training.losses import compute_loss, count_correct, distillation_loss, masked_prior_loss, partial_label_loss
-from training.synth import (
-    MASK_KINDS,
-    OCCLUDERS,
-    PLACEMENTS,
-    face_points,
-    fit_mask,
-    fit_occluder,
-    load_mask_library,
-    mask_coverage,
+from training.datasets import (
+    MASK_CLASSES,
+    MASKED_LABEL,
+    PLACEMENT_MIXES,
+    RandomLowResolution,
+    SyntheticMaskDataset,
 )
+from training.losses import compute_loss, count_correct, distillation_loss, masked_prior_loss, partial_label_loss
+from training.occluders import LOWER_FACE_OCCLUDERS, MOUTH_OCCLUDERS, fit_occluder
+from training.placements import PLACEMENT_REASON, PLACEMENTS, face_points, placement_points
+from training.synth import MASK_KINDS, fit_mask, load_mask_library, mask_coverage
 
 from .conftest import shared_data_or_skip
 
@@ -30,7 +29,17 @@ FRONTAL = np.array([[70, 80], [130, 80], [100, 118], [78, 142], [122, 142]], np.
 TURNED = np.array([[80, 82], [132, 76], [120, 114], [96, 140], [130, 136]], np.float32)
 
 # What each placement leaves uncovered, of the nose tip, mouth middle and chin.
-UNCOVERED = {"covered": set(), "nose": {"nose"}, "chin": {"chin"}, "nose_and_mouth": {"nose", "mouth"}}
+# Under the chin, the chin's tip may be in or out: on the neck, only the nose and mouth are sure to be out.
+MAY_BE_EITHER = {"neck": {"chin"}}
+UNCOVERED = {
+    "covered": set(),
+    "nose": {"nose"},
+    "mouth_only": {"nose", "chin"},
+    "chin": {"chin"},
+    "nose_and_mouth": {"nose", "mouth"},
+    "neck": {"nose", "mouth"},
+    "one_ear": {"nose", "mouth", "chin"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +51,36 @@ def library():
 @pytest.mark.parametrize("kind", MASK_KINDS)
 @pytest.mark.parametrize("placement", PLACEMENTS)
 def test_each_placement_leaves_exactly_its_part_uncovered(library, landmarks, kind, placement):
-    alpha = mask_coverage((200, 200), landmarks, placement, library, kind)
     points = face_points(landmarks).landmark_heights()
-    uncovered = {name for name, (x, y) in points.items() if alpha[int(round(y)), int(round(x))] < 0.5}
-    assert uncovered == UNCOVERED[placement], (
-        kind,
-        placement,
-        {n: float(alpha[int(y), int(x)]) for n, (x, y) in points.items()},
-    )
+    # Both ends of a placement's range (how far lowered, how far turned), and both ears.
+    for amount, side in ((0.0, -1), (1.0, 1), (0.5, -1)):
+        alpha = mask_coverage((200, 200), landmarks, placement, library, kind, amount, side)
+        uncovered = {name for name, (x, y) in points.items() if alpha[int(round(y)), int(round(x))] < 0.5}
+        assert uncovered - MAY_BE_EITHER.get(placement, set()) == UNCOVERED[placement], (
+            kind,
+            placement,
+            amount,
+            {n: float(alpha[int(y), int(x)]) for n, (x, y) in points.items()},
+        )
+
+
+def test_every_incorrect_placement_trains_a_reason_that_names_what_it_leaves_out():
+    assert set(PLACEMENT_REASON) == set(PLACEMENTS) - {"covered"}
+    for placement, reason in PLACEMENT_REASON.items():
+        assert set(reason.split("_and_")) <= UNCOVERED[placement], placement
+
+
+def test_a_mask_lowered_further_sits_lower_and_a_hanging_one_hangs_beside_its_ear():
+    face = face_points(FRONTAL)
+    top = lambda amount: float((placement_points(face, "nose", amount)[1] - face.eyes) @ face.v)
+    assert top(0.0) < top(0.5) < top(1.0)
+    for side in (-1, 1):
+        hung = placement_points(face, "one_ear", 0.5, side)
+        across = (hung - face.eyes) @ face.u
+        assert np.all(side * across > -0.2 * face.d), (side, across)  # all of it on that ear's side
+        assert float(((hung - face.eyes) @ face.v).max()) > face.chin * face.d  # and down past the chin
+    with pytest.raises(ValueError, match="amount"):
+        placement_points(face, "nose", 1.5)
 
 
 def test_turned_heads_take_the_turned_template(library):
@@ -96,11 +127,32 @@ def test_synthetic_dataset_depends_only_on_seed_epoch_and_index(library, tmp_pat
     assert {label for _, label, _, _ in a} <= {0, 1}
 
 
-def test_occluded_synthetic_faces_are_uncovered(tmp_path):
+@pytest.fixture
+def grey_face(tmp_path):
+    """A flat grey 200 x 200 face photo (FRONTAL's landmarks), 64-pixel preprocessing and the templates."""
     path = tmp_path / "face.png"
     Image.fromarray(np.full((200, 200, 3), 170, np.uint8)).save(path)
-    preprocessing = preprocessing_for(TrainConfig(image_size=64))
-    templates = str(shared_data_or_skip("mask-templates"))
+    return path, preprocessing_for(TrainConfig(image_size=64)), str(shared_data_or_skip("mask-templates"))
+
+
+def test_the_real_wear_mix_labels_each_placement_incorrect_with_its_reason(grey_face):
+    path, preprocessing, templates = grey_face
+    mixed = SyntheticMaskDataset(
+        [(path, FRONTAL)], 40, templates, seed=3, preprocessing=preprocessing, augment="none", placement_mix="real-wear"
+    )
+    reasons = {REASONS.index(r) for r in PLACEMENT_REASON.values()}
+    labels = [mixed[i][1:3] for i in range(40)]
+    assert {label for label, _ in labels} == {CLASSES.index("covered"), CLASSES.index("incorrect")}
+    for label, reason in labels:
+        assert (reason in reasons) if label == CLASSES.index("incorrect") else reason == NO_REASON
+    assert set(PLACEMENT_MIXES["real-wear"]) == set(PLACEMENTS)
+    assert all(abs(sum(mix.values()) - 1) < 1e-9 for mix in PLACEMENT_MIXES.values())
+    with pytest.raises(ValueError, match="placement_mix"):
+        SyntheticMaskDataset([(path, FRONTAL)], 4, templates, 3, preprocessing, "none", placement_mix="paper")
+
+
+def test_occluded_synthetic_faces_are_uncovered(grey_face):
+    path, preprocessing, templates = grey_face
     occluded = SyntheticMaskDataset(
         [(path, FRONTAL)], 5, templates, seed=3, preprocessing=preprocessing, augment="none", occluded_share=1.0
     )
@@ -111,7 +163,7 @@ def test_occluded_synthetic_faces_are_uncovered(tmp_path):
         )
 
 
-@pytest.mark.parametrize("kind", OCCLUDERS)
+@pytest.mark.parametrize("kind", MOUTH_OCCLUDERS)
 @pytest.mark.parametrize("landmarks", [FRONTAL, TURNED], ids=["frontal", "turned"])
 def test_occluders_sit_at_the_mouth_and_are_smaller_than_a_mask(library, kind, landmarks):
     face = np.full((200, 200, 3), 170, np.uint8)
@@ -129,6 +181,24 @@ def test_occluders_sit_at_the_mouth_and_are_smaller_than_a_mask(library, kind, l
         assert near < 0.5 * (landmarks[1, 0] - landmarks[0, 0]), (kind, seed, near)
     again = fit_occluder(face, landmarks, np.random.default_rng(5), kind)
     np.testing.assert_array_equal(again, fit_occluder(face, landmarks, np.random.default_rng(5), kind))
+
+
+@pytest.mark.parametrize("kind", LOWER_FACE_OCCLUDERS)
+@pytest.mark.parametrize("landmarks", [FRONTAL, TURNED], ids=["frontal", "turned"])
+def test_a_beard_leaves_the_lips_bare_and_a_scarf_stays_under_the_chin(kind, landmarks):
+    face = np.full((320, 200, 3), 170, np.uint8)  # room for the neck
+    points = face_points(landmarks)
+    mouth, chin = (np.round(p).astype(int) for p in (points.point(0, points.mouth), points.point(0, points.chin)))
+    for seed in range(8):
+        image = fit_occluder(face, landmarks, np.random.default_rng(seed), kind)
+        changed = np.abs(image.astype(int) - face).sum(2) > 12
+        ys, _ = np.nonzero(changed)
+        assert len(ys) and ys.min() > landmarks[:2, 1].max(), (kind, seed)  # never above the eyes
+        assert not changed[mouth[1], mouth[0]], (kind, seed)  # the lips stay bare
+        if kind == "beard":
+            assert changed[chin[1], chin[0]], seed
+        else:
+            assert not changed[: chin[1] + 1].any() and changed[-1].mean() > 0.9, seed
 
 
 def test_low_resolution_loses_fine_detail_and_keeps_the_size():

@@ -67,6 +67,13 @@ class TrainConfig:
             "help": "share of the synthesised faces that get a thing at the mouth that is not a mask (uncovered)"
         },
     )
+    placement_mix: str = field(
+        default="maskedface-net",
+        metadata={
+            "help": "how the synthesised masks are worn (training.datasets.PLACEMENT_MIXES): maskedface-net (its "
+            "three incorrect ways) or real-wear (also under the chin on the neck, hanging from an ear, mouth only)"
+        },
+    )
     teacher: str = field(
         default="",
         metadata={"help": "checkpoint distilled into this run on MaskedFace-Net's train images (seen unaugmented)"},
@@ -181,6 +188,21 @@ PRESETS["real-wear"] = dataclasses.replace(
     lr=5e-4,
     real_validation_percent=15,
     incorrect_repeats=3,
+)
+
+
+# real-wear once more, from it, with the synthesised masks also worn the ways real-wear's incorrect masks
+# are that MaskedFace-Net lacks (training.placements) and with beards, scarves and palms among the
+# things that are not masks: the incorrect faces it called uncovered wore their masks under the chin or
+# on one ear.
+PRESETS["real-wear-placements"] = dataclasses.replace(
+    PRESETS["real-wear"],
+    out_dir="runs/real-wear-placements",
+    init_from="models/real-wear.pt",
+    epochs=2,
+    lr=2.5e-4,
+    synthetic_per_epoch=6000,
+    placement_mix="real-wear",
 )
 
 

@@ -7,7 +7,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -158,16 +157,32 @@ def read_faces_index(path: str | Path, held_out_percent: int = 0) -> FacesIndex:
     return split
 
 
+# Placement -> share of the synthesised masks. maskedface-net: its three incorrect ways in the reasons'
+# proportions of its train split. real-wear: also the ways real-wear's incorrect masks are worn that
+# MaskedFace-Net lacks, weighted towards those the model called uncovered (under the chin, on the
+# neck, hanging from an ear).
+PLACEMENT_MIXES: dict[str, dict[str, float]] = {
+    "maskedface-net": {"covered": 0.5, "nose": 0.25, "chin": 0.125, "nose_and_mouth": 0.125},
+    "real-wear": {
+        "covered": 0.5,
+        "nose": 0.15,
+        "mouth_only": 0.04,
+        "chin": 0.08,
+        "nose_and_mouth": 0.09,
+        "neck": 0.07,
+        "one_ear": 0.07,
+    },
+}
+
+
 class SyntheticMaskDataset(FaceDataset):
     """``count`` masked faces per epoch, made from unmasked faces by ``training.synth.fit_mask``.
 
     Item i of epoch e depends only on (seed, e, i): half are masks worn correctly, half worn
-    incorrectly in the reasons' proportions of MaskedFace-Net's train split (nose 0.5, chin 0.25,
-    nose and mouth 0.25). With ``occluded_share`` > 0, that share of the items is instead the face
-    with a thing at the mouth that is not a mask (``training.synth.fit_occluder``), labelled uncovered.
+    incorrectly, the placements drawn from ``PLACEMENT_MIXES[placement_mix]``. With
+    ``occluded_share`` > 0, that share of the items is instead the face with a thing on the lower face
+    that is not a mask (``training.occluders.fit_occluder``), labelled uncovered.
     """
-
-    PLACEMENT_P: ClassVar[dict[str, float]] = {"covered": 0.5, "nose": 0.25, "chin": 0.125, "nose_and_mouth": 0.125}
 
     def __init__(
         self,
@@ -178,8 +193,12 @@ class SyntheticMaskDataset(FaceDataset):
         preprocessing: Preprocessing,
         augment: str,
         occluded_share: float = 0.0,
+        placement_mix: str = "maskedface-net",
     ):
         super().__init__((), preprocessing, augment)
+        if placement_mix not in PLACEMENT_MIXES:
+            raise ValueError(f"unknown placement_mix {placement_mix!r}; expected one of {list(PLACEMENT_MIXES)}")
+        self.placement_p = PLACEMENT_MIXES[placement_mix]
         if not sources:
             raise ValueError("no unmasked faces to synthesise masked faces from")
         if not 0.0 <= occluded_share <= 1.0:
@@ -197,11 +216,13 @@ class SyntheticMaskDataset(FaceDataset):
     def __getitem__(self, i: int):
         from PIL import Image
 
-        from .synth import fit_mask, fit_occluder, load_mask_library
+        from .occluders import fit_occluder
+        from .placements import PLACEMENT_REASON
+        from .synth import fit_mask, load_mask_library
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
         path, landmarks = self.sources[rng.integers(len(self.sources))]
-        placement = rng.choice(list(self.PLACEMENT_P), p=list(self.PLACEMENT_P.values()))
+        placement = rng.choice(list(self.placement_p), p=list(self.placement_p.values()))
         # Drawn only when asked for, so that runs without occluders keep their exact items.
         occluded = self.occluded_share > 0 and rng.random() < self.occluded_share
         try:
@@ -216,7 +237,7 @@ class SyntheticMaskDataset(FaceDataset):
         if placement == "covered":
             label, reason = CLASSES.index("covered"), NO_REASON
         else:
-            label, reason = CLASSES.index("incorrect"), REASONS.index(placement)
+            label, reason = CLASSES.index("incorrect"), REASONS.index(PLACEMENT_REASON[placement])
         return self.to_item(Image.fromarray(masked), label, reason)
 
 

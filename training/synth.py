@@ -1,28 +1,16 @@
-"""Masks fitted onto unmasked faces, worn correctly or in one of the three incorrect ways.
+"""Masks fitted onto unmasked faces, worn correctly or in one of the ways real masks are worn wrong.
 
 The way MaskedFace-Net and MaskTheFace make masked faces: a mask image (``mask-templates``: RGBA
 templates with six anchor points ``mask_a`` .. ``mask_f``, see ``../shared/data/README.md``) is
 warped by the homography from its six anchor points to six points of the face, and blended by its
-alpha. MaskTheFace takes the six face points from 68 landmarks; we have MTCNN's five (eyes, nose
-tip, mouth corners), so ``face_points`` estimates them in a face frame: ``u`` along the eyes, ``v``
-perpendicular to it, downwards, unit ``d`` = the distance between the eyes.
+alpha. Where those six points go for each way of wearing it is ``training.placements``; things on
+the lower face that are not masks are ``training.occluders``.
 
-Where the mask sits (``placement_points``), in units of d below the eyes along v:
-
-- ``covered``: top edge (a, b, c) at the nose bridge, bottom (d, f) below the lower lip, e under the chin;
-- ``nose`` uncovered: top edge below the nose tip, chin still covered;
-- ``chin`` uncovered: bottom edge just under the lower lip;
-- ``nose_and_mouth`` uncovered: the whole mask pulled down below the lower lip, on the chin.
-
-Looks (``MaskStyle``): the template's own colours, recoloured (any hue, black, white), or a cloth
-texture; shading matched to the face's brightness; a slight misfit (each anchor jittered) and
-a soft edge. Everything random comes from the ``numpy.random.Generator`` passed in, so a seed fixes
-the result.
-
-Things at the mouth that are not masks (``fit_occluder``): a microphone, one to three fingers in the
-face's own skin colour, a thin stick (a pen, a straw, a sprig). A face with one of them is still
-``uncovered``: without such faces, a model that has learned "something over the mouth = a mask" calls
-a singer or a hand at the lips a mask worn badly (the FFHQ faces it gets wrong).
+Looks (``style_template``): the template's own colours, recoloured (any hue, black, white), or a
+cloth texture; shading matched to the face's brightness; a slight misfit (each anchor jittered) and
+a soft edge. Where a placement has a range (how far a mask is lowered, which ear it hangs from), the
+draw is random too. Everything random comes from the ``numpy.random.Generator`` passed in, so a seed
+fixes the result.
 """
 
 from __future__ import annotations
@@ -38,96 +26,15 @@ from PIL import Image
 
 from masklens.cli import parse_config
 from masklens.files import IMAGE_SUFFIXES
-from masklens.labels import REASONS
 
-# Placement name -> what it leaves uncovered (None: the mask is worn correctly).
-PLACEMENTS: tuple[str, ...] = ("covered", *REASONS)
+from .occluders import OCCLUDERS, fit_occluder
+from .placements import PLACEMENTS, face_points, placement_points
+
 # Templates that are face masks (MaskTheFace's gas respirator is not).
 MASK_KINDS: tuple[str, ...] = ("surgical", "surgical_blue", "surgical_green", "cloth", "N95", "KN95")
 # Past this nose offset from the eyes' midpoint (in d), the head is turned: use the _left/_right template.
 TURN_THRESHOLD = 0.12
 ANCHORS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
-OCCLUDERS: tuple[str, ...] = ("microphone", "fingers", "stick")
-
-
-@dataclass(frozen=True)
-class FacePoints:
-    """The face frame and the heights (in d below the eyes' midpoint, along v) of its parts."""
-
-    eyes: np.ndarray  # midpoint of the eyes, pixels
-    u: np.ndarray  # unit vector from the image-left eye to the other
-    v: np.ndarray  # unit vector perpendicular to u, towards the mouth
-    d: float  # distance between the eyes, pixels
-    nose: float  # nose tip
-    mouth: float  # middle of the mouth corners
-    lip: float  # bottom of the lower lip (estimated)
-    chin: float  # chin (estimated)
-    centre: float  # the face's midline, along u from the eyes' midpoint: the nose tip's offset
-    turn: float  # the nose's offset along u in d: >0 the head is turned towards the image's right
-
-    def point(self, across: float, down: float) -> np.ndarray:
-        """Pixel position ``across`` d from the midline along u and ``down`` d below the eyes along v."""
-        return self.eyes + (self.centre + across) * self.d * self.u + down * self.d * self.v
-
-    def landmark_heights(self) -> dict[str, np.ndarray]:
-        """Points that a worn mask covers: nose tip, mouth middle, chin (pixels)."""
-        return {"nose": self.point(0, self.nose), "mouth": self.point(0, self.mouth), "chin": self.point(0, self.chin)}
-
-
-def face_points(landmarks: np.ndarray) -> FacePoints:
-    """MTCNN's five points [5, 2] (eye, eye, nose tip, mouth corner, mouth corner) -> FacePoints."""
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    left_eye, right_eye, nose, mouth_left, mouth_right = landmarks
-    d = float(np.linalg.norm(right_eye - left_eye))
-    if d < 1e-6:
-        raise ValueError("the eyes coincide: not a usable set of landmarks")
-    u = (right_eye - left_eye) / d
-    v = np.array([-u[1], u[0]])
-    eyes = (left_eye + right_eye) / 2
-    mouth_mid = (mouth_left + mouth_right) / 2
-    nose_down = float((nose - eyes) @ v) / d
-    mouth_down = max(float((mouth_mid - eyes) @ v) / d, nose_down + 0.2)
-    turn = float((nose - eyes) @ u) / d
-    return FacePoints(
-        eyes=eyes,
-        u=u,
-        v=v,
-        d=d,
-        nose=nose_down,
-        mouth=mouth_down,
-        lip=mouth_down + 0.2,
-        chin=mouth_down + 0.75,
-        centre=turn * 0.5,
-        turn=turn,
-    )
-
-
-def placement_points(face: FacePoints, placement: str) -> np.ndarray:
-    """The six face points [6, 2] (a .. f) the mask's anchors go to, for a placement."""
-    bridge = max(0.4 * face.nose, 0.15)
-    top, side_bottom, bottom = bridge, face.lip + 0.05, face.chin + 0.12
-    if placement == "nose":  # pulled down: it hangs lower on the chin too
-        top, side_bottom, bottom = face.nose + 0.25, face.lip + 0.2, face.chin + 0.35
-    elif placement == "chin":
-        side_bottom, bottom = face.mouth + 0.05, face.lip + 0.12
-    elif placement == "nose_and_mouth":
-        top, side_bottom, bottom = face.lip + 0.12, face.chin + 0.15, face.chin + 0.45
-    elif placement != "covered":
-        raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
-    # A turned head shows more of one cheek: widen that side, narrow the other.
-    left, right = 1.0 * (1 + 1.5 * face.turn), 1.0 * (1 - 1.5 * face.turn)
-    left, right = float(np.clip(left, 0.4, 1.6)), float(np.clip(right, 0.4, 1.6))
-    lower = 0.85
-    return np.stack(
-        [
-            face.point(-left, top),
-            face.point(0, top),
-            face.point(right, top),
-            face.point(-lower * left, side_bottom),
-            face.point(0, bottom),
-            face.point(lower * right, side_bottom),
-        ]
-    ).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -218,7 +125,7 @@ def fit_mask(
     face = face_points(landmarks)
     kind = kind or MASK_KINDS[rng.integers(len(MASK_KINDS))]
     template = library.template_for(kind, face.turn)
-    target = placement_points(face, placement)
+    target = placement_points(face, placement, float(rng.random()), int(rng.choice([-1, 1])))
     target = target + rng.normal(0, 0.04 * face.d, target.shape).astype(np.float32)  # slight misfit
     homography, _ = cv2.findHomography(template.anchors, target, 0)
     if homography is None:
@@ -240,151 +147,104 @@ def fit_mask(
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
-def _draw_occluder(
-    face: FacePoints, kind: str, shape: tuple[int, int], rng: np.random.Generator, scale: int = 4
-) -> np.ndarray:
-    """The occluder's coverage [H, W] in 0..1, drawn ``scale`` times larger and shrunk (smooth edges)."""
-    canvas = np.zeros((shape[0] * scale, shape[1] * scale), np.uint8)
-
-    def at(across: float, down: float) -> tuple[int, int]:
-        x, y = face.point(across, down) * scale
-        return int(round(x)), int(round(y))
-
-    def width(in_d: float) -> int:
-        return max(1, int(round(in_d * face.d * scale)))
-
-    mouth = face.mouth + rng.uniform(-0.1, 0.15)
-    if kind == "microphone":  # a round head at the mouth, its handle going down and aside
-        side = rng.uniform(-0.35, 0.35)
-        radius = rng.uniform(0.22, 0.34)
-        head = at(side, mouth + rng.uniform(0.05, 0.3))
-        cv2.circle(canvas, head, width(radius), 255, -1, cv2.LINE_AA)
-        end = at(side + rng.uniform(-0.6, 0.6), mouth + 2.5)
-        cv2.line(canvas, head, end, 255, width(rng.uniform(0.12, 0.2)), cv2.LINE_AA)
-    elif kind == "fingers":  # upright fingers over the lips, a hand below the chin
-        count = int(rng.integers(1, 4))
-        finger = rng.uniform(0.14, 0.2)
-        start = rng.uniform(-0.3, 0.3) - (count - 1) * finger / 2
-        top = mouth - rng.uniform(0.15, 0.45)
-        for i in range(count):
-            across = start + i * finger * 1.1
-            cv2.line(
-                canvas,
-                at(across, top),
-                at(across + rng.uniform(-0.1, 0.1), face.chin + 1.0),
-                255,
-                width(finger),
-                cv2.LINE_AA,
-            )
-    elif kind == "stick":  # thin, at any angle, through the mouth
-        angle = rng.uniform(-0.6, 0.6)
-        length = rng.uniform(0.8, 1.6)
-        centre = np.array([rng.uniform(-0.3, 0.3), mouth])
-        offset = length / 2 * np.array([np.cos(angle), np.sin(angle)])
-        cv2.line(
-            canvas, at(*(centre - offset)), at(*(centre + offset)), 255, width(rng.uniform(0.04, 0.09)), cv2.LINE_AA
-        )
-    else:
-        raise ValueError(f"unknown occluder {kind!r}; expected one of {OCCLUDERS}")
-    return cv2.resize(canvas, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-
-
-def fit_occluder(
-    rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, kind: str | None = None
-) -> np.ndarray:
-    """A copy of the RGB uint8 photo with a thing at the mouth that is not a mask (``OCCLUDERS``).
-
-    Every one is narrower than a mask: it never hides the whole lower face. Fingers take the colour
-    of the face's own skin (the cheek below the eye); a microphone is dark, grey or metal; a stick
-    any colour. Shaded by a vertical gradient so it is not a flat patch.
-    """
-    face = face_points(landmarks)
-    kind = kind or OCCLUDERS[rng.integers(len(OCCLUDERS))]
-    alpha = _draw_occluder(face, kind, rgb.shape[:2], rng)
-    if kind == "fingers":
-        x, y = np.clip(face.point(-0.45, 0.45), 0, [rgb.shape[1] - 1, rgb.shape[0] - 1]).astype(int)
-        patch = rgb[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].reshape(-1, 3).astype(np.float32)
-        colour = patch.mean(axis=0) * rng.uniform(0.85, 1.1)
-    elif kind == "microphone":
-        colour = np.full(3, rng.choice([25.0, 60.0, 110.0, 170.0])) + rng.normal(0, 8, 3)
-    else:
-        colour = rng.uniform(0, 255, 3)
-    rows = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.6, 1.1), rgb.shape[0], dtype=np.float32)[:, None, None]
-    paint = np.clip(colour.astype(np.float32) * rows, 0, 255)
-    blended = rgb.astype(np.float32) * (1 - alpha[..., None]) + paint * alpha[..., None]
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
-
-
 def mask_coverage(
-    rgb_shape: tuple[int, int], landmarks: np.ndarray, placement: str, library: MaskLibrary, kind: str = "surgical"
+    rgb_shape: tuple[int, int],
+    landmarks: np.ndarray,
+    placement: str,
+    library: MaskLibrary,
+    kind: str = "surgical",
+    amount: float = 0.5,
+    side: int = 1,
 ) -> np.ndarray:
     """The alpha [H, W] in 0..1 that a mask of this placement would have, without misfit (for tests)."""
     face = face_points(landmarks)
     template = library.template_for(kind, face.turn)
-    homography, _ = cv2.findHomography(template.anchors, placement_points(face, placement), 0)
+    homography, _ = cv2.findHomography(template.anchors, placement_points(face, placement, amount, side), 0)
     alpha = template.rgba[..., 3].astype(np.float32) / 255.0
     return cv2.warpPerspective(alpha, homography, (rgb_shape[1], rgb_shape[0]), flags=cv2.INTER_LINEAR)
 
 
-def example_figure(
-    faces_index: str | Path,
-    templates: str | Path,
-    out: str | Path,
-    rows: int = 5,
-    seed: int = 0,
-    source: str = "mfn-uncovered",
-) -> None:
-    """A grid for the docs: unmasked faces of one source of ``training.faces``' index (by default
-    MaskedFace-Net's FFHQ faces, whose licence allows showing them), then each placement fitted, then
-    an occluder that is not a mask."""
-    import json
+PLACEMENT_TITLES = {
+    "covered": "covered",
+    "nose": "nose out",
+    "mouth_only": "mouth only",
+    "chin": "chin out",
+    "nose_and_mouth": "on the chin",
+    "neck": "on the neck",
+    "one_ear": "from one ear",
+}
 
+
+def _sheet(faces: list[tuple[np.ndarray, np.ndarray]], titles: list[str], draw, out: str | Path) -> None:
+    """One row a face, one column a title; ``draw(rgb, landmarks, column)`` -> the image to show."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    index_path = Path(faces_index)
-    entries = [e for e in json.loads(index_path.read_text())["faces"] if e["synth_source"] and e["source"] == source]
-    rng = np.random.default_rng(seed)
-    chosen = [entries[i] for i in sorted(rng.choice(len(entries), size=rows, replace=False))]
-    library = load_mask_library(templates)
-    titles = [
-        "unmasked",
-        "covered",
-        "nose uncovered",
-        "chin uncovered",
-        "nose and mouth uncovered",
-        "not a mask: uncovered",
-    ]
-    figure, axes = plt.subplots(rows, len(titles), figsize=(2 * len(titles), 2 * rows))
-    for row, entry in enumerate(chosen):
-        rgb = np.asarray(Image.open(index_path.parent / entry["file"]).convert("RGB"))
-        landmarks = np.asarray(entry["landmarks"], np.float32)
-        images = [rgb] + [fit_mask(rgb, landmarks, placement, library, rng) for placement in PLACEMENTS]
-        images.append(fit_occluder(rgb, landmarks, rng, OCCLUDERS[row % len(OCCLUDERS)]))
-        for column, image in enumerate(images):
+    figure, axes = plt.subplots(len(faces), len(titles), figsize=(1.6 * len(titles), 1.6 * len(faces)), squeeze=False)
+    for row, (rgb, landmarks) in enumerate(faces):
+        for column, title in enumerate(titles):
             axis = axes[row, column]
-            axis.imshow(image)
+            axis.imshow(draw(rgb, landmarks, column))
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(titles[column], fontsize=9)
+                axis.set_title(title, fontsize=9)
     figure.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=64)
     plt.close(figure)
 
 
+def example_figures(
+    faces_index: str | Path,
+    templates: str | Path,
+    out: str | Path,
+    negatives_out: str | Path,
+    rows: int = 5,
+    seed: int = 0,
+    source: str = "mfn-uncovered",
+) -> None:
+    """Two sheets for the docs, on unmasked faces of one source of ``training.faces``' index (by
+    default MaskedFace-Net's FFHQ faces, whose licence allows showing them): at ``out`` each face
+    unmasked, then with a mask in each placement; at ``negatives_out`` each thing that is not a mask."""
+    import json
+
+    index_path = Path(faces_index)
+    entries = [e for e in json.loads(index_path.read_text())["faces"] if e["synth_source"] and e["source"] == source]
+    rng = np.random.default_rng(seed)
+    chosen = [entries[i] for i in sorted(rng.choice(len(entries), size=rows, replace=False))]
+    faces = [
+        (np.asarray(Image.open(index_path.parent / e["file"]).convert("RGB")), np.asarray(e["landmarks"], np.float32))
+        for e in chosen
+    ]
+    library = load_mask_library(templates)
+
+    def masked(rgb, landmarks, column):
+        return rgb if column == 0 else fit_mask(rgb, landmarks, PLACEMENTS[column - 1], library, rng)
+
+    _sheet(faces, ["unmasked", *(PLACEMENT_TITLES[p] for p in PLACEMENTS)], masked, out)
+    _sheet(
+        faces,
+        list(OCCLUDERS),
+        lambda rgb, marks, column: fit_occluder(rgb, marks, rng, OCCLUDERS[column]),
+        negatives_out,
+    )
+
+
 @dataclass(frozen=True)
 class SynthFigureConfig:
     faces: str = field(default="build/faces/index.json", metadata={"help": "index.json of masklens faces"})
     templates: str = "../shared/data/mask-templates"
-    out: str = "results/figures/synthetic-masks.png"
+    out: str = field(default="results/figures/synthetic-masks.png", metadata={"help": "the placements' sheet"})
+    negatives_out: str = field(
+        default="results/figures/synthetic-not-masks.png", metadata={"help": "the sheet of things that are not masks"}
+    )
     rows: int = 5
     seed: int = 0
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(SynthFigureConfig, argv, description="Draw examples of synthesised masked faces.")
-    example_figure(config.faces, config.templates, config.out, config.rows, config.seed)
+    example_figures(config.faces, config.templates, config.out, config.negatives_out, config.rows, config.seed)

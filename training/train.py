@@ -145,6 +145,7 @@ def training_data(
                 preprocessing,
                 config.augment,
                 config.occluded_share,
+                config.placement_mix,
             )
             parts.append(synthetic)
         if config.validate and faces.held_out_samples:
@@ -158,6 +159,7 @@ def training_data(
                 config.seed + 1,
                 preprocessing,
                 "none",
+                placement_mix=config.placement_mix,
             )
     elif config.synthetic_per_epoch:
         raise ValueError("synthetic_per_epoch needs faces_index (the unmasked faces to fit masks onto)")
