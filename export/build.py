@@ -64,6 +64,7 @@ GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 class ExportConfig:
     checkpoint: str = "models/real-wear.pt"
     out_dir: str = "models/onnx"
+    detector_weights: str = field(default="", metadata={"help": "fine-tuned R-Net, O-Net (masklens train-detector)"})
     weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
     framing: str = field(default="results/framing.json", metadata={"help": "written by masklens framing"})
     metrics: str = field(default="results/real-wear/metrics-holdout.json", metadata={"help": "masklens eval output"})
@@ -218,7 +219,9 @@ def build(config: ExportConfig) -> dict:
             "max_difference_from_full": gpu_difference,
         },
     }
-    manifest = manifest_for(config, checkpoint, description, classifier, export_mtcnn(out_dir))
+    manifest = manifest_for(
+        config, checkpoint, description, classifier, export_mtcnn(out_dir, config.detector_weights or None)
+    )
     manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     validate(json.loads(text))  # what every reader will see

@@ -22,7 +22,8 @@ onnxruntime's CPU provider and on onnxruntime-web (wasm):
 Every input is an RGB image in planar (NCHW) layout, normalised as ``(pixel - 127.5) / 128``.
 The outputs are in the order of the torch modules' tuples and equal them within 1e-4 (tested); the
 cascade that uses them is ``masklens/mtcnn.py``. The weights come from the facenet-pytorch wheel
-(``facenet_pytorch/data/*.pt``), so nothing is downloaded.
+(``facenet_pytorch/data/*.pt``), so nothing is downloaded; ``--weights`` names a file written by
+``masklens train-detector`` (``training/detector.py``), whose nets' state dicts replace the wheel's.
 """
 
 from __future__ import annotations
@@ -91,7 +92,18 @@ def export_net(name: str, module: torch.nn.Module, path: Path) -> None:
         raise RuntimeError(f"{path.name} imports opsets {opsets}, expected only ai.onnx {OPSET}")
 
 
-def export_mtcnn(out_dir: str | Path) -> dict:
+def load_mtcnn(weights: str | Path | None = None) -> MTCNN:
+    """facenet-pytorch's MTCNN with the wheel's weights, exactly as the reference detector loads them;
+    with ``weights`` (a ``masklens train-detector`` file), the nets it holds get its state dicts."""
+    mtcnn = MTCNN(device="cpu")
+    if weights is not None:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+        for name, state_dict in checkpoint["nets"].items():
+            getattr(mtcnn, name).load_state_dict(state_dict)
+    return mtcnn
+
+
+def export_mtcnn(out_dir: str | Path, weights: str | Path | None = None) -> dict:
     """Writes pnet.onnx, rnet.onnx and onet.onnx into out_dir; returns their description.
 
     The description (JSON-serialisable, for the model manifest) gives per net the file name and
@@ -99,8 +111,7 @@ def export_mtcnn(out_dir: str | Path) -> dict:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # MTCNN() loads the three nets' weights from the wheel, exactly as the reference detector does.
-    mtcnn = MTCNN(device="cpu")
+    mtcnn = load_mtcnn(weights)
     nets = {}
     for name, (input_shape, outputs) in NETS.items():
         path = out_dir / f"{name}.onnx"
@@ -110,7 +121,8 @@ def export_mtcnn(out_dir: str | Path) -> dict:
         "format": "onnx",
         "opset": OPSET,
         "dtype": "float32",
-        "source": f"facenet-pytorch {version('facenet-pytorch')} MTCNN weights",
+        "source": f"facenet-pytorch {version('facenet-pytorch')} MTCNN weights"
+        + ("" if weights is None else f", fine-tuned: {Path(weights).name}"),
         "input_normalization": "(rgb - 127.5) * 0.0078125, RGB, NCHW",
         "face_probability": "probabilities[:, 1]",
         "pnet_output_size": "out_h = floor((height - 3) / 2) - 3, out_w likewise; "
@@ -123,8 +135,11 @@ def export_mtcnn(out_dir: str | Path) -> dict:
 @dataclass(frozen=True)
 class DetectorExportConfig:
     out_dir: str = field(default="build/detector", metadata={"help": "folder for pnet.onnx, rnet.onnx and onet.onnx"})
+    weights: str = field(
+        default="", metadata={"help": "fine-tuned nets (masklens train-detector) to export instead of the wheel's"}
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(DetectorExportConfig, argv, description=__doc__.splitlines()[0])
-    print(json.dumps(export_mtcnn(config.out_dir), indent=2, sort_keys=True))
+    print(json.dumps(export_mtcnn(config.out_dir, config.weights or None), indent=2, sort_keys=True))

@@ -29,12 +29,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "export a checkpoint to ONNX with its Grad-CAM graphs, the face finder and the manifest",
     ),
     "export-detector": ("export.face_detector", "export the MTCNN face finder's three nets to ONNX"),
+    "train-detector": ("training.detector", "fine-tune the face finder's R-Net and O-Net on masked faces"),
     "eval-real": ("studies.real_eval", "score the exported graphs end to end on the real photo sets"),
     "calibrate": (
         "studies.calibration",
         'fit the "can\'t tell" rule on held-out real faces and write it into the manifest',
     ),
     "detection-study": ("studies.detection_study", "compare face-finder rules on the real photo sets"),
+    "detector-study": (
+        "studies.detector_finetune",
+        "where the face finder loses masked faces, and found rates with stock against fine-tuned nets",
+    ),
     "framing": ("studies.framing", "measure where the face finder boxes the training faces (the crop rule)"),
     "gallery": ("studies.gallery", "draw Grad-CAM heatmaps of holdout faces for the docs"),
     "explain": (

@@ -55,6 +55,7 @@ def load_context(results_dir: str | Path) -> dict:
     ``benchmark`` (results/benchmark.json), ``live_benchmark`` (results/live-benchmark.json, the webcam
     mode's speed), ``live_benchmark_full_model`` (results/live-benchmark-full-model.json, the same with the
     full model's live graph in place of the distilled student's), ``detection`` (results/detection.json),
+    ``detector_finetune`` (results/detector-finetune.json, R-Net and O-Net fine-tuned on masked faces),
     ``calibration`` (results/calibration.json, the "can't tell" rule of ``masklens calibrate``), ``sweep``
     (results/sweep.json, the recipe sweep of ``training.sweep``) and ``bad_inputs`` (results/bad-inputs.json, what
     the CLI and the page make of odd and broken files: ``masklens bad-inputs``) and ``explanations``
@@ -72,6 +73,7 @@ def load_context(results_dir: str | Path) -> dict:
         "live_benchmark": load_optional_json(results_dir / "live-benchmark.json"),
         "live_benchmark_full_model": load_optional_json(results_dir / "live-benchmark-full-model.json"),
         "detection": load_optional_json(results_dir / "detection.json"),
+        "detector_finetune": load_optional_json(results_dir / "detector-finetune.json"),
         "calibration": load_optional_json(results_dir / "calibration.json"),
         "sweep": load_optional_json(results_dir / "sweep.json"),
         "bad_inputs": load_optional_json(results_dir / "bad-inputs.json"),

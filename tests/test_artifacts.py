@@ -4,10 +4,13 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from export.checks import TARGET_LAYERS, folder_inputs, heatmaps, run_split, split_inputs
 from export.classifier import export_classifier
+from export.face_detector import export_mtcnn
 from masklens.files import sha256_of
 from masklens.labels import CLASSES, REASONS
 from masklens.predict import Predictor, softmax
@@ -21,13 +24,16 @@ SHIPPED = json.loads((REPO / "results" / "shipped.json").read_text())["preset"]
 CHECKPOINT = REPO / "models" / f"{SHIPPED}.pt"
 MODELS = REPO / "models" / "onnx"
 RESULTS = REPO / "results" / SHIPPED
-# Every committed checkpoint (git's, not whatever a release left in models/): only the shipped one; the others'
-# recipes stay in training/config.py and scripts/release.sh rebuilds them.
+# The face finder's R-Net and O-Net fine-tuned on masked faces (masklens train-detector), when the export took them.
+DETECTOR_WEIGHTS = json.loads((MODELS / "export-config.json").read_text()).get("detector_weights", "")
+# Every committed classifier checkpoint (git's, not whatever a release left in models/): only the shipped one; the
+# others' recipes stay in training/config.py and scripts/release.sh rebuilds them.
 COMMITTED = sorted(
     Path(name).stem
     for name in subprocess.run(
         ["git", "ls-files", "models/*.pt"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.split()
+    if name != DETECTOR_WEIGHTS
 )
 
 
@@ -66,6 +72,33 @@ def test_the_shipped_files_fit_a_first_visit():
     sizes = {name: (REPO / name).stat().st_size for name in tracked.decode().split("\0") if (REPO / name).is_file()}
     assert max(sizes.values()) <= 50_000_000, max(sizes, key=sizes.get)
     assert sum(sizes.values()) <= 150_000_000, sorted(sizes, key=sizes.get)[-5:]
+
+
+def test_the_shipped_face_finder_is_the_committed_detector_weights(tmp_path):
+    """pnet/rnet/onet.onnx are the export of the committed fine-tuning (or of the wheel's weights): a fresh
+    export of the same weights gives the same outputs, and the manifest names the file."""
+    weights = REPO / DETECTOR_WEIGHTS if DETECTOR_WEIGHTS else None
+    description = export_mtcnn(tmp_path, weights)
+    manifest = json.loads((MODELS / "manifest.json").read_text())
+    assert manifest["face_detector"]["source"] == description["source"]
+    if weights is not None:
+        assert (
+            DETECTOR_WEIGHTS
+            in subprocess.run(
+                ["git", "ls-files", DETECTOR_WEIGHTS], cwd=REPO, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    for net, shape in (("pnet", (1, 3, 40, 52)), ("rnet", (4, 3, 24, 24)), ("onet", (4, 3, 48, 48))):
+        image = np.random.default_rng(len(net)).uniform(-1, 1, shape).astype(np.float32)
+        outputs = list(description["nets"][net]["outputs"])
+        fresh, shipped = (
+            ort.InferenceSession(str(folder / f"{net}.onnx"), providers=["CPUExecutionProvider"]).run(
+                outputs, {"image": image}
+            )
+            for folder in (tmp_path, MODELS)
+        )
+        for a, b, name in zip(fresh, shipped, outputs):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=f"{net}.{name}")
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 from torch.nn.functional import interpolate
 
-from export.face_detector import export_mtcnn
+from export.face_detector import export_mtcnn, load_mtcnn
 from masklens.framing import Framing, crop_box_for_face, crop_face
 from masklens.mtcnn import FaceDetector, area_resize, nms
 from studies.framing import FaceMeasurement, framing_from_measurements
@@ -46,6 +46,24 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def torch_mtcnn():
     return MTCNN(keep_all=True, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory):
+    """A made-up fine-tuning of R-Net and O-Net (the wheel's weights, slightly perturbed), exported."""
+    out_dir = tmp_path_factory.mktemp("mtcnn-fine-tuned")
+    stock = MTCNN(device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    nets = {
+        name: {
+            k: v + 0.05 * torch.randn(v.shape, generator=generator)
+            for k, v in getattr(stock, name).state_dict().items()
+        }
+        for name in ("rnet", "onet")
+    }
+    weights = out_dir / "mtcnn-masked.pt"
+    torch.save({"header": {"format": "test"}, "nets": nets}, weights)
+    return out_dir, export_mtcnn(out_dir, weights), load_mtcnn(weights)
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +105,22 @@ def test_onnx_matches_torch(exported, torch_mtcnn, net, shape):
     assert len(actual) == len(expected)
     for name, a, e in zip(names, actual, expected):
         np.testing.assert_allclose(a, e.numpy(), atol=1e-4, rtol=0, err_msg=f"{net}.{name}")
+
+
+@pytest.mark.parametrize("net, shape", [("pnet", (1, 3, 40, 30)), ("rnet", (3, 3, 24, 24)), ("onet", (3, 3, 48, 48))])
+def test_fine_tuned_onnx_matches_torch(fine_tuned, torch_mtcnn, net, shape):
+    out_dir, description, mtcnn = fine_tuned
+    image = np.random.default_rng(sum(shape)).uniform(-1, 1, shape).astype(np.float32)
+    with torch.no_grad():
+        expected = getattr(mtcnn, net)(torch.from_numpy(image))
+        stock = getattr(torch_mtcnn, net)(torch.from_numpy(image))
+    session = ort.InferenceSession(str(out_dir / f"{net}.onnx"), providers=["CPUExecutionProvider"])
+    actual = session.run(list(description["nets"][net]["outputs"]), {"image": image})
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(a, e.numpy(), atol=1e-4, rtol=0)
+    # The file's nets replace the wheel's; P-Net, not in it, stays the wheel's.
+    changed = not np.allclose(actual[0], stock[0].numpy(), atol=1e-3)
+    assert changed == (net != "pnet")
 
 
 @pytest.mark.parametrize(
