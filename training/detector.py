@@ -12,8 +12,10 @@ no-face pictures, add hard negatives. The faces:
 ``real-wear/train`` crops (their labelled box is the central part), the ``masklens faces`` crops
 (``build/faces``: real photos boxed by the stock finder, and bare faces given a synthetic mask by
 ``training.synth.fit_mask`` or left bare), and negatives from half of the no-face textures. The loss is
-face / no face (cross-entropy) plus ``box_weight`` times the offsets' squared error; O-Net's landmarks are
-distilled from the stock O-Net (``landmark_weight``), since crops are aligned and masks fitted by them.
+face / no face (cross-entropy) plus ``box_weight`` times the offsets' squared error, the offsets the stock
+net gives (``box_targets`` stock: the boxes, and so the classifier's crop framing, stay) or the labelled
+boxes' (which are drawn by hand and move the boxes); O-Net's landmarks are distilled from the stock O-Net
+(``landmark_weight``), since crops are aligned and masks fitted by them.
 
 ``out`` holds the changed nets' state dicts and a header (what they were trained on, the config, the
 stock weights' source, validation numbers); ``export/face_detector.py --weights`` exports them. The
@@ -292,7 +294,9 @@ def fine_tune(name: str, train: dict, validation: dict, config: DetectorTrainCon
     stock, net = stock_net(name), stock_net(name)
     x = torch.from_numpy(train[f"patches_{name}"]).float()
     kinds, offsets = torch.from_numpy(train["kinds"]), torch.from_numpy(train["offsets"])
-    stock_landmarks = predict(stock, x)[1]
+    stock_boxes, stock_landmarks, _ = predict(stock, x)
+    if config.box_targets == "stock":  # the boxes stay where the classifier's framing was measured
+        offsets = stock_boxes
     val_landmarks = predict(stock, torch.from_numpy(validation[f"patches_{name}"]).float())[1]
     threshold = SHIPPED_RULE.thresholds[1 if name == "rnet" else 2]
     before = scores(stock, validation, name, threshold, val_landmarks)
@@ -341,7 +345,11 @@ class DetectorTrainConfig:
     onet_epochs: int = 2
     batch_size: int = 128
     lr: float = 1e-4
-    box_weight: float = 0.5
+    box_targets: str = field(
+        default="stock",
+        metadata={"help": "stock: distil the stock net's box offsets (the crop framing stays); labelled: the boxes'"},
+    )
+    box_weight: float = field(default=50.0, metadata={"help": "weight of the box offsets' loss"})
     landmark_weight: float = field(default=50.0, metadata={"help": "weight of O-Net's landmark distillation"})
     threads: int = field(default=1, metadata={"help": "torch threads (1: the same result on every machine)"})
 
@@ -352,6 +360,8 @@ class DetectorTrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     config = parse_config(DetectorTrainConfig, argv, description=__doc__.splitlines()[0])
+    if config.box_targets not in ("stock", "labelled"):
+        raise SystemExit(f"--box-targets must be stock or labelled, not {config.box_targets!r}")
     torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True)
     train, validation, sources = build_samples(config)
