@@ -1,6 +1,6 @@
 """Where the face finder loses masked faces, and how often it finds them, stock against fine-tuned nets.
 
-    masklens detector-study --stock build/detector --fine-tuned models/onnx --out results/detector-finetune.json
+    masklens detector-study --stock build/detector --fine-tuned build/detector-masked
 
 ``stages``: on ``real-wear/train`` crops (the labelled box is the crop's central part,
 ``training.detector.central_box``) and ``real-masks/train`` photos (no boxes: any face counts), the stage
@@ -159,7 +159,9 @@ class DetectorStudyConfig:
     data: str = "../shared/data"
     models: str = field(default="models/onnx", metadata={"help": "the shipped manifest: the detection rule"})
     stock: str = field(default="build/detector", metadata={"help": "the wheel's nets (masklens export-detector)"})
-    fine_tuned: str = field(default="models/onnx", metadata={"help": "folder with the fine-tuned pnet/rnet/onet.onnx"})
+    fine_tuned: str = field(
+        default="build/detector-masked", metadata={"help": "the fine-tuned nets (masklens export-detector --weights)"}
+    )
     out: str = "results/detector-finetune.json"
     parts: tuple[str, ...] = field(
         default=("stages", "stock", "fine_tuned"),
