@@ -37,11 +37,13 @@ from masklens.manifest import MANIFEST_NAME, manifest_format, validate
 from masklens.predict import Predictor, softmax
 from masklens.tracking import TrackingRule
 from training.data import index_split
+from training.datasets import reframing_of
 
 from .checks import (
     KEEP_IMAGES,
     TARGET_LAYERS,
     check_same_outputs,
+    export_framing,
     folder_inputs,
     heatmaps,
     run_split,
@@ -62,12 +64,12 @@ GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 
 @dataclass(frozen=True)
 class ExportConfig:
-    checkpoint: str = "models/real-wear.pt"
+    checkpoint: str = "models/real-wear-neck.pt"
     out_dir: str = "models/onnx"
     detector_weights: str = field(default="", metadata={"help": "fine-tuned R-Net, O-Net (masklens train-detector)"})
     weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
-    framing: str = field(default="results/framing.json", metadata={"help": "written by masklens framing"})
-    metrics: str = field(default="results/real-wear/metrics-holdout.json", metadata={"help": "masklens eval output"})
+    framing: str = field(default="", metadata={"help": "masklens framing's JSON; default: the checkpoint's"})
+    metrics: str = field(default="results/real-wear-neck/metrics-holdout.json", metadata={"help": "masklens eval's"})
     data_root: str = "../shared/data/maskedface-net"
     split: str = field(
         default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"}
@@ -186,7 +188,7 @@ def build(config: ExportConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     # The split both checks run on: the weight formats against fp32, the int8 webcam graph against the full one.
     checked = index_split(config.data_root, config.split).samples
-    inputs = split_inputs(checked, model.preprocessing)
+    inputs = split_inputs(checked, model.preprocessing, reframing_of(checkpoint))
     labels = np.array([s.label for s in checked])
     report, chosen, description = export_photo_graph(model, config, out_dir, inputs, labels)
     gpu = export_gpu_classifier(model, out_dir / CLASSIFIER_FILE, out_dir / GPU_CLASSIFIER_FILE, TARGET_LAYERS)
@@ -284,12 +286,10 @@ def export_webcam_graphs(
         live, live_gpu, student_fp32 = export_student(student, out_dir, inputs, config.threads)
     live_model = model if student is None else student
     calibration = index_split(config.data_root, config.calibration_split).samples
-    calibration = [
-        calibration[i] for i in calibration_rows([s.label for s in calibration], config.calibration_per_class)
-    ]
-    quantization = quantize_live_classifier(
-        live_model, out_dir / LIVE_INT8_FILE, split_inputs(calibration, live_model.preprocessing)
-    )
+    rows = calibration_rows([s.label for s in calibration], config.calibration_per_class)
+    calibration = [calibration[i] for i in rows]
+    calibration_inputs = split_inputs(calibration, live_model.preprocessing, reframing_of(checkpoint))
+    quantization = quantize_live_classifier(live_model, out_dir / LIVE_INT8_FILE, calibration_inputs)
     quantization["calibration_split"] = config.calibration_split
     live_int8 = run_split(out_dir / LIVE_INT8_FILE, inputs, config.threads, integer_arithmetic=True)
     size = model.preprocessing.size
@@ -335,7 +335,7 @@ def export_webcam_graphs(
 def manifest_for(config: ExportConfig, checkpoint: dict, description: dict, classifier: dict, detector: dict) -> dict:
     """The manifest (masklens/manifest.schema.json) of the files now in ``out_dir``."""
     out_dir = Path(config.out_dir)
-    framing = json.loads(Path(config.framing).read_text())
+    framing = export_framing(config.framing, checkpoint)
     metrics = json.loads(Path(config.metrics).read_text())
     files = [
         CLASSIFIER_FILE,

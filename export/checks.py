@@ -4,6 +4,7 @@ it keeps or ships a graph.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,23 @@ KEEP_TOLERANCE = 1e-4
 KEEP_IMAGES = 64
 
 
-def split_inputs(samples, preprocessing) -> np.ndarray:
-    """The split's images as the network's input batch [N, 3, S, S]."""
+def split_inputs(samples, preprocessing, reframing=None) -> np.ndarray:
+    """The split's images as the network's input batch [N, 3, S, S], re-cut by ``reframing``
+    (``training.datasets.Reframing``) for a model trained for another framing than MaskedFace-Net's."""
     p = preprocessing
-    return np.stack([to_input_array(load_rgb(s.path), p.size, p.mean, p.std, p.interpolation) for s in samples])
+    cut = reframing or (lambda image: image)
+    return np.stack([to_input_array(cut(load_rgb(s.path)), p.size, p.mean, p.std, p.interpolation) for s in samples])
+
+
+def export_framing(framing_file: str, checkpoint: dict) -> dict:
+    """The framing JSON (``masklens framing``) of the face crop the checkpoint was trained for: ``framing_file``,
+    else the one its TrainConfig names, else ``results/framing.json``; refused if it is not the one trained for."""
+    path = framing_file or checkpoint["config"].get("framing") or "results/framing.json"
+    framing = json.loads(Path(path).read_text())
+    trained_for = checkpoint["data"].get("reframing", {}).get("framing")
+    if trained_for and trained_for != framing["all"]["framing"]:
+        raise SystemExit(f"{path} frames faces as {framing['all']['framing']}, the model was trained for {trained_for}")
+    return framing
 
 
 def folder_inputs(folder: Path, preprocessing, limit: int) -> np.ndarray:

@@ -42,6 +42,32 @@ def crop_box_for_face(box, framing: Framing) -> tuple[float, float, float, float
     return cx - half, cy - half, cx + half, cy + half
 
 
+def grown_downwards(framing: Framing, side: float) -> Framing:
+    """The same top edge and centre line, the crop grown (or shrunk) at the bottom to ``side``.
+
+    MaskedFace-Net's crops end just below the chin, so a mask worn under the chin or on the neck lies
+    outside them: a framing grown downwards shows it (``masklens framing --side``).
+    """
+    return Framing(framing.center_dx, framing.center_dy + (side - framing.side) / 2, side)
+
+
+def reframe(rgb: np.ndarray, measured: Framing, target: Framing) -> np.ndarray:
+    """A square image framed by ``measured`` around its face -> the face framed by ``target``, same size.
+
+    MaskedFace-Net's images are crops framed as ``results/framing.json`` measures; a model trained for
+    another framing sees them re-cut, with their edge pixels repeated where the new crop reaches past
+    them (as ``crop_face`` does with photos).
+    """
+    height, width = rgb.shape[:2]
+    if height != width:
+        raise ValueError(f"reframe takes square images, got {width} x {height}")
+    size = width / measured.side
+    cx = width / 2 - measured.center_dx * size
+    cy = height / 2 - measured.center_dy * size
+    box = (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
+    return crop_face(rgb, box, target, width)
+
+
 def crop_face(rgb: np.ndarray, box, framing: Framing, out_size: int) -> np.ndarray:
     """RGB uint8 [H, W, 3] photo and face box -> the framed crop, uint8 [out_size, out_size, 3].
 

@@ -2,7 +2,7 @@
 # From finished training runs to the committed artifacts: checkpoints, metrics, figures, ONNX models,
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
 # Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior] [runs/live-student]
-#                           [runs/live-student-slim] [runs/real-wear] [runs/real-wear-placements]
+#                           [runs/live-student-slim] [runs/real-wear] [runs/real-wear-placements] [runs/real-wear-neck]
 # A run folder without model.pt is skipped. The chain of the real models (docs: the Experiments page): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
 # the weights of real and real-webcam (masklens soup, made here if missing); runs/real-prior is fine-tuned
@@ -13,7 +13,9 @@
 # runs/live-student-slim (narrowed from models/live-student.pt, distilled the same way) in its place when present.
 # runs/real-wear (live-student-slim fine-tuned on real incorrect wear) ships for photos and webcam alike when present,
 # its "can't tell" rule fitted by masklens calibrate. runs/real-wear-placements (real-wear fine-tuned with the
-# real-wear placement mix) is evaluated beside it, not shipped (the Experiments page says why).
+# real-wear placement mix) is evaluated beside it, not shipped (the Experiments page says why). runs/real-wear-neck
+# (the same recipe for a face crop grown below the chin, results/framing-neck.json, on build/faces-neck) ships in
+# real-wear's place when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
@@ -25,6 +27,7 @@ student_run=${6:-runs/live-student}
 slim_run=${7:-runs/live-student-slim}
 wear_run=${8:-runs/real-wear}
 placements_run=${9:-runs/real-wear-placements}
+neck_run=${10:-runs/real-wear-neck}
 data=../shared/data
 bin=.venv/bin
 
@@ -60,9 +63,11 @@ fi
 [ -f "$slim_run/model.pt" ] && take "$slim_run" live-student-slim
 [ -f "$wear_run/model.pt" ] && take "$wear_run" real-wear
 [ -f "$placements_run/model.pt" ] && assess "$placements_run" real-wear-placements
+[ -f "$neck_run/model.pt" ] && take "$neck_run" real-wear-neck
 
 "$bin/masklens" export-detector --out-dir build/detector
 "$bin/masklens" framing --models build/detector --out results/framing.json
+"$bin/masklens" framing --models build/detector --side 2.0 --out results/framing-neck.json
 "$bin/masklens" detection-study --models build/detector --out results/detection.json
 
 # Before: the MaskedFace-Net-only model through the same face finder, end to end.
@@ -72,13 +77,14 @@ if [ -f models/default.pt ]; then
 fi
 
 shipped=default
-for preset in real real-prior real-wear; do
+for preset in real real-prior real-wear real-wear-neck; do
   [ -f "models/$preset.pt" ] && shipped=$preset
 done
 # The real models not shipped, end to end through the same face finder.
 for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:models/real-soup.pt \
              real-prior:models/real-prior.pt live-student:models/live-student.pt \
-             live-student-slim:models/live-student-slim.pt "real-wear-placements:$placements_run/model.pt"; do
+             live-student-slim:models/live-student-slim.pt real-wear:models/real-wear.pt \
+             "real-wear-placements:$placements_run/model.pt"; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
   "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
@@ -93,10 +99,11 @@ done
 "$bin/masklens" export --checkpoint "models/$shipped.pt" --out-dir models/onnx \
   --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}" "${live[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
-# The "can't tell" rule, fitted on the real faces real-wear's run held out (build/faces from masklens faces).
-[ "$shipped" = real-wear ] && "$bin/masklens" calibrate --models models/onnx --faces-index build/faces/index.json
+# The "can't tell" rule, fitted on the real faces the shipped run held out (its faces_index: build/faces or
+# build/faces-neck, from masklens faces).
+case $shipped in real-wear*) "$bin/masklens" calibrate --models models/onnx ;; esac
 [ "$shipped" = default ] || "$bin/masklens" eval-real --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
-"$bin/masklens" synth --faces build/faces/index.json
+"$bin/masklens" synth --faces build/faces-neck/index.json
 "$bin/masklens" benchmark --models models/onnx
 # Ablation: the real recipe started from the flips-only default (runs/real-from-default), evaluated alike.
 ablation=runs/real-from-default

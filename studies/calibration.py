@@ -40,8 +40,12 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(8.0), 701))
 @dataclass(frozen=True)
 class CalibrationConfig:
     models: str = field(default="models/onnx", metadata={"help": "folder with manifest.json, rewritten"})
-    faces_index: str = field(default="build/faces/index.json", metadata={"help": "masklens faces' index"})
-    held_out_percent: int = field(default=15, metadata={"help": "the training run's real_validation_percent"})
+    faces_index: str = field(
+        default="", metadata={"help": "masklens faces' index; default: the one the shipped checkpoint trained with"}
+    )
+    held_out_percent: int = field(
+        default=0, metadata={"help": "percent of its photos held out; default: the run's real_validation_percent"}
+    )
     data: str = "../shared/data"
     max_abstain: float = field(default=0.08, metadata={"help": "largest share of held-out faces left unanswered"})
     min_face_size: float = field(
@@ -200,7 +204,13 @@ def reliability_figure(path: Path, before: list[dict], after: list[dict]) -> Non
 def calibrate(config: CalibrationConfig) -> dict:
     predictor = Predictor(config.models, config.threads)
     predictor.abstention = AbstentionRule()  # the graph's own probabilities: the rule is what this fits
-    paths, labels = held_out_faces(Path(config.faces_index), config.held_out_percent, predictor.classes)
+    # The faces the run held out, cut with the framing it trained for.
+    trained = predictor.manifest["checkpoint"]["config"]
+    faces_index = config.faces_index or trained["faces_index"]
+    held_out_percent = config.held_out_percent or trained["real_validation_percent"]
+    if not faces_index or not held_out_percent:
+        raise SystemExit("the checkpoint held no real faces out: pass --faces-index and --held-out-percent")
+    paths, labels = held_out_faces(Path(faces_index), held_out_percent, predictor.classes)
     logits = logits_of(predictor, paths)
     temperature = fit_temperature(logits, labels)
     threshold = choose_min_probability(AbstentionRule(temperature).probabilities(logits), labels, config.max_abstain)
@@ -212,7 +222,7 @@ def calibrate(config: CalibrationConfig) -> dict:
     tested = measure(rule, test_logits, sizes, test_labels)
     result = {
         "model_version": predictor.manifest["model_version"],
-        "config": {k: v for k, v in asdict(config).items() if k in ("held_out_percent", "max_abstain")},
+        "config": {"held_out_percent": held_out_percent, "max_abstain": config.max_abstain},
         "rule": asdict(rule),
         "held_out": {"faces_per_class": np.bincount(labels, minlength=3).tolist(), **held_out},
         "real-wear/test": tested,

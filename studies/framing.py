@@ -12,6 +12,10 @@ each class and writes, as JSON with sorted keys:
   (``masklens.framing.Framing``: the median over the measured images of where the whole training image
   lies relative to the largest detected face).
 - ``settings``: the data, split, sample and detector settings measured with.
+
+With ``--side S`` the rule is grown downwards to a crop of side S (``masklens.framing.grown_downwards``:
+same top edge, the neck shown); ``all.framing`` is then that rule and ``all.measured_framing`` the
+measured one, which a model trained for it re-cuts MaskedFace-Net's images from (``training.datasets``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import onnxruntime as ort
 
 from masklens.cli import parse_config
 from masklens.face_finder import SHIPPED_RULE, DetectionRule
-from masklens.framing import Framing, face_size
+from masklens.framing import Framing, face_size, grown_downwards
 from masklens.labels import CLASSES
 from masklens.mtcnn import FaceDetector
 from masklens.preprocess import load_rgb
@@ -134,6 +138,9 @@ class FramingConfig:
     models: str = field(default="models/onnx", metadata={"help": "folder with pnet/rnet/onet.onnx"})
     out: str = "results/framing.json"
     threads: int = field(default=0, metadata={"help": "onnxruntime threads; 0: its default"})
+    side: float = field(
+        default=0.0, metadata={"help": "0: the measured rule; S > 0: the rule grown downwards to a side of S"}
+    )
 
 
 def run(config: FramingConfig) -> dict:
@@ -144,6 +151,11 @@ def run(config: FramingConfig) -> dict:
     options.intra_op_num_threads = config.threads
     detector = SHIPPED_RULE.detector(models, options)
     payload = measure(detector, Path(config.data), config.split, config.classes, config.per_class)
+    if config.side:
+        measured = payload["all"]["framing"]
+        grown = grown_downwards(Framing(**measured), config.side)
+        payload["all"]["measured_framing"] = measured
+        payload["all"]["framing"] = {key: _round(v) for key, v in asdict(grown).items()}
     payload["settings"] = {
         "data": str(config.data),
         "split": config.split,
@@ -160,6 +172,8 @@ def run(config: FramingConfig) -> dict:
         },
         "padding": "edge pixels repeated",
     }
+    if config.side:
+        payload["settings"]["grown_downwards_to_side"] = config.side
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

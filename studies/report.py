@@ -51,7 +51,8 @@ def load_optional_json(path: str | Path) -> dict | None:
 def load_context(results_dir: str | Path) -> dict:
     """What templates see: ``results`` (see ``load_results``); ``shipped``, the preset whose model the
     site ships (results/shipped.json, written by the release; ``default`` without it); and the
-    top-level artifacts ``framing`` (results/framing.json), ``compression`` (results/compression.json),
+    top-level artifacts ``framing`` (results/framing.json), ``framing_neck`` (results/framing-neck.json, that
+    framing grown below the chin), ``compression`` (results/compression.json),
     ``benchmark`` (results/benchmark.json), ``live_benchmark`` (results/live-benchmark.json, the webcam
     mode's speed), ``live_benchmark_full_model`` (results/live-benchmark-full-model.json, the same with the
     full model's live graph in place of the distilled student's), ``detection`` (results/detection.json),
@@ -68,6 +69,7 @@ def load_context(results_dir: str | Path) -> dict:
         "results": load_results(results_dir),
         "shipped": shipped["preset"],
         "framing": load_optional_json(results_dir / "framing.json"),
+        "framing_neck": load_optional_json(results_dir / "framing-neck.json"),
         "compression": load_optional_json(results_dir / "compression.json"),
         "benchmark": load_optional_json(results_dir / "benchmark.json"),
         "live_benchmark": load_optional_json(results_dir / "live-benchmark.json"),

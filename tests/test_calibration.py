@@ -103,3 +103,20 @@ def test_calibrate_writes_the_rule_into_the_manifest(exported_models, tmp_path):
     assert (tmp_path / "reliability.png").stat().st_size > 0
     predictor = Predictor(models, threads=1)  # the predictor reads the rule back
     assert predictor.abstention.temperature == rule["temperature"]
+
+
+def test_calibrate_takes_the_faces_the_run_held_out_or_refuses(exported_models, tmp_path):
+    """Without --faces-index the rule is fitted on the faces the shipped run held out (its faces_index, cut
+    with the framing it trained for); a run that held none out is refused with a clear message."""
+    import shutil
+
+    import pytest
+
+    from masklens.manifest import load_manifest
+    from studies.calibration import CalibrationConfig, calibrate
+
+    models = shutil.copytree(exported_models, tmp_path / "models")
+    assert not load_manifest(models)["checkpoint"]["config"]["real_validation_percent"]
+    with pytest.raises(SystemExit, match="held no real faces out"):
+        calibrate(CalibrationConfig(models=str(models), out=str(tmp_path / "c.json"), figure=str(tmp_path / "r.png")))
+    assert load_manifest(models) == load_manifest(exported_models)  # nothing written

@@ -91,6 +91,13 @@ class TrainConfig:
         default=1,
         metadata={"help": "times each real face labelled incorrect (faces_index) is seen per epoch: they are rare"},
     )
+    framing: str = field(
+        default="",
+        metadata={
+            "help": "masklens framing's JSON of the face crop to train for: MaskedFace-Net's images are re-cut to it "
+            "from its measured_framing, faces_index must be cut with it; empty: MaskedFace-Net's own framing"
+        },
+    )
     masked_covered_share: float = field(
         default=0.0,
         metadata={
@@ -203,6 +210,19 @@ PRESETS["real-wear-placements"] = dataclasses.replace(
     lr=2.5e-4,
     synthetic_per_epoch=6000,
     placement_mix="real-wear",
+)
+
+
+# real-wear-placements' recipe for a crop that reaches below the chin (results/framing-neck.json: the
+# measured framing grown downwards to a side of 2 face sizes): real-wear's incorrect faces called uncovered
+# mostly wore the mask under the chin or on the neck, below MaskedFace-Net's framing.
+PRESETS["real-wear-neck"] = dataclasses.replace(
+    PRESETS["real-wear-placements"],
+    out_dir="runs/real-wear-neck",
+    epochs=4,
+    lr=5e-4,
+    framing="results/framing-neck.json",
+    faces_index="build/faces-neck/index.json",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from masklens.files import sha256_of
+from masklens.framing import Framing, reframe
 from masklens.labels import CLASSES, NO_REASON, REASONS
 from masklens.preprocess import load_rgb, to_input_array
 
@@ -89,18 +91,60 @@ def make_transform(augment: str, size: int) -> v2.Compose:
     return v2.Compose(steps)
 
 
+@dataclass(frozen=True)
+class Reframing:
+    """Re-cuts an image framed by ``measured`` (MaskedFace-Net's) to ``target`` (``masklens.framing.reframe``)."""
+
+    measured: Framing
+    target: Framing
+
+    def __call__(self, image):
+        from PIL import Image
+
+        return Image.fromarray(reframe(np.asarray(image), self.measured, self.target))
+
+    def to_dict(self) -> dict:
+        return {"measured_framing": asdict(self.measured), "framing": asdict(self.target)}
+
+
+def reframing_for(framing_file: str) -> Reframing | None:
+    """The re-cut of MaskedFace-Net's images for a model trained for ``framing_file`` (TrainConfig.framing);
+    None for its own framing (no file, or one without a ``measured_framing``)."""
+    if not framing_file:
+        return None
+    framing = json.loads(Path(framing_file).read_text())["all"]
+    if "measured_framing" not in framing:
+        return None
+    return Reframing(Framing(**framing["measured_framing"]), Framing(**framing["framing"]))
+
+
+def reframing_of(checkpoint: dict) -> Reframing | None:
+    """The re-cut a checkpoint was trained with (recorded in its data summary), or None."""
+    recorded = checkpoint["data"].get("reframing")
+    if not recorded:
+        return None
+    return Reframing(Framing(**recorded["measured_framing"]), Framing(**recorded["framing"]))
+
+
 class FaceDataset(Dataset):
     """Yields (image tensor, class, reason, teacher's view) or None for a file that fails to decode
     (skipped by collate). The teacher's view is the image unaugmented where ``teacher_view``, else None.
+    ``reframing`` re-cuts each image before anything else (MaskedFace-Net's, for a model of another framing).
     """
 
     def __init__(
-        self, samples: tuple[Sample, ...], preprocessing: Preprocessing, augment: str, teacher_view: bool = False
+        self,
+        samples: tuple[Sample, ...],
+        preprocessing: Preprocessing,
+        augment: str,
+        teacher_view: bool = False,
+        reframing: Reframing | None = None,
     ):
         self.samples = samples
         self.preprocessing = preprocessing
         self.transform = make_transform(augment, preprocessing.size)
         self.teacher_view = teacher_view
+        self.reframing = reframing
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -119,6 +163,8 @@ class FaceDataset(Dataset):
             image = load_rgb(sample.path)
         except OSError:
             return None
+        if self.reframing:
+            image = self.reframing(image)
         return self.to_item(image, sample.label, sample.reason)
 
 
@@ -254,3 +300,58 @@ def collate_skipping_unreadable(batch):
     rows = [row for row, item in enumerate(kept) if item[3] is not None]
     teacher = (torch.tensor(rows), torch.stack([kept[row][3] for row in rows])) if rows else None
     return (images, labels, reasons, teacher), skipped
+
+
+def real_face_data(
+    config, preprocessing: Preprocessing, summary: dict
+) -> tuple[list[Dataset], SyntheticMaskDataset | None, dict[str, Dataset]]:
+    """What ``config.faces_index`` adds to a run (a TrainConfig): (its training sets: the real face crops,
+    incorrect ones repeated, and the synthesised masked faces; the synthetic set, re-drawn every epoch;
+    the held-out real faces scored every epoch, by history key). Records them in ``summary``."""
+    parts: list[Dataset] = []
+    synthetic = None
+    real_validation: dict[str, Dataset] = {}
+    if not config.faces_index:
+        if config.synthetic_per_epoch:
+            raise ValueError("synthetic_per_epoch needs faces_index (the unmasked faces to fit masks onto)")
+        return parts, synthetic, real_validation
+    faces = read_faces_index(config.faces_index, config.real_validation_percent)
+    rare = tuple(s for s in faces.samples if s.label == CLASSES.index("incorrect"))
+    real = tuple(faces.samples) + rare * (config.incorrect_repeats - 1)
+    parts.append(FaceDataset(real, preprocessing, config.augment))
+    summary["faces"] = {
+        "index": str(config.faces_index),
+        "sha256": sha256_of(config.faces_index),
+        "real_faces": len(faces.samples),
+        "weakly_labelled": sum(s.label == MASKED_LABEL for s in faces.samples),
+        "incorrect_repeated": len(rare) * (config.incorrect_repeats - 1),
+        "synthesis_sources": len(faces.sources),
+        "held_out_real_faces": len(faces.held_out_samples),
+        "held_out_synthesis_sources": len(faces.held_out_sources),
+    }
+    if config.synthetic_per_epoch:
+        synthetic = SyntheticMaskDataset(
+            faces.sources,
+            config.synthetic_per_epoch,
+            config.mask_templates,
+            config.seed,
+            preprocessing,
+            config.augment,
+            config.occluded_share,
+            config.placement_mix,
+        )
+        parts.append(synthetic)
+    if config.validate and faces.held_out_samples:
+        real_validation["real_val_accuracy"] = FaceDataset(tuple(faces.held_out_samples), preprocessing, "none")
+    if config.validate and faces.held_out_sources:
+        # One mask fitted onto each held-out unmasked face, the same every epoch (its epoch stays 0).
+        real_validation["real_val_synthetic_accuracy"] = SyntheticMaskDataset(
+            faces.held_out_sources,
+            len(faces.held_out_sources),
+            config.mask_templates,
+            config.seed + 1,
+            preprocessing,
+            "none",
+            placement_mix=config.placement_mix,
+        )
+    return parts, synthetic, real_validation

@@ -1,8 +1,9 @@
-"""Evaluation command: metrics JSON + figures for a checkpoint on a split, a class folder or real photos.
+r"""Evaluation command: metrics JSON + figures for a checkpoint on a split, a class folder or real photos.
 
-    masklens eval --checkpoint models/real-wear.pt --split holdout --out-dir results/real-wear
-    masklens eval --checkpoint models/real-wear.pt --folder ../shared/data/real-video-frames --name real-video-frames
-    masklens eval --checkpoint models/real-wear.pt --mask-folder ../shared/data/real-photos/test --name real-photos
+    masklens eval --checkpoint models/real-wear-neck.pt --split holdout --out-dir results/real-wear-neck
+    masklens eval --checkpoint models/real-wear-neck.pt --name real-video-frames \
+        --folder ../shared/data/real-video-frames
+    masklens eval --checkpoint models/real-wear-neck.pt --mask-folder ../shared/data/real-photos/test --name real-photos
 
 The same checkpoint evaluated twice gives byte-identical metrics JSON (fp32, fixed order, rounded floats).
 """
@@ -22,7 +23,7 @@ from masklens.labels import CLASSES, INCORRECT, NO_REASON, REASONS
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import SPLITS, Sample, index_folder, index_mask_folder, index_split
-from .datasets import FaceDataset, collate_skipping_unreadable
+from .datasets import FaceDataset, Reframing, collate_skipping_unreadable, reframing_of
 from .metrics import confusion_matrix, expected_calibration_error, per_class_scores, reliability_bins
 from .scoring import predict_batches
 
@@ -55,10 +56,12 @@ def _round(value, digits: int = 6):
     return value
 
 
-def predict_samples(model, samples: tuple[Sample, ...], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def predict_samples(
+    model, samples: tuple[Sample, ...], batch_size: int, reframing: Reframing | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Class and reason probabilities for every sample, in order (fp32, eval mode)."""
     loader = DataLoader(
-        FaceDataset(samples, model.preprocessing, "none"),
+        FaceDataset(samples, model.preprocessing, "none", reframing=reframing),
         batch_size=batch_size,
         shuffle=False,
         num_workers=0,
@@ -192,7 +195,9 @@ def evaluate(config: EvalConfig) -> dict:
         stem = config.name or Path(config.mask_folder).name
     else:
         index = index_folder(config.folder) if config.folder else index_split(config.data_root, config.split)
-        probs, reason_probs = predict_samples(model, index.samples, config.batch_size)
+        # MaskedFace-Net's splits are re-cut to the framing the model was trained for, as in training.
+        reframing = None if config.folder else reframing_of(checkpoint)
+        probs, reason_probs = predict_samples(model, index.samples, config.batch_size, reframing)
         names = [s.path.relative_to(index.root).as_posix() for s in index.samples]
         result = {
             **header,

@@ -235,7 +235,7 @@ def example_figures(
 
 @dataclass(frozen=True)
 class SynthFigureConfig:
-    faces: str = field(default="build/faces/index.json", metadata={"help": "index.json of masklens faces"})
+    faces: str = field(default="build/faces-neck/index.json", metadata={"help": "index.json of masklens faces"})
     templates: str = "../shared/data/mask-templates"
     out: str = field(default="results/figures/synthetic-masks.png", metadata={"help": "the placements' sheet"})
     negatives_out: str = field(

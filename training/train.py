@@ -26,13 +26,12 @@ from tqdm import tqdm
 
 from masklens.cli import parse_config
 from masklens.files import sha256_of, write_json
-from masklens.labels import INCORRECT
 from masklens.machine import cpu_name
 
 from .checkpoint import checkpoint_payload, load_checkpoint_for, model_from_checkpoint
 from .config import DISTILL_ON, PRESETS, TrainConfig, preprocessing_for
 from .data import SplitIndex, index_split
-from .datasets import MASKED_LABEL, FaceDataset, SyntheticMaskDataset, collate_skipping_unreadable, read_faces_index
+from .datasets import FaceDataset, SyntheticMaskDataset, collate_skipping_unreadable, real_face_data, reframing_for
 from .distributed import Distributed
 from .losses import compute_loss, count_correct, distillation_loss
 from .model import Depths, MaskClassifier, Preprocessing, Widths, build_model, state_for_depths, state_for_widths
@@ -118,52 +117,19 @@ def training_data(
             np.random.default_rng(config.seed).permutation(np.array(samples, dtype=object))[: config.max_images]
         )
     clean_views = distilled and config.distill_on == "clean"
-    parts: list[Dataset] = [FaceDataset(samples, preprocessing, config.augment, teacher_view=clean_views)]
-    synthetic = None
-    real_validation: dict[str, Dataset] = {}
-    if config.faces_index:
-        faces = read_faces_index(config.faces_index, config.real_validation_percent)
-        rare = tuple(s for s in faces.samples if s.label == INCORRECT)
-        real = tuple(faces.samples) + rare * (config.incorrect_repeats - 1)
-        parts.append(FaceDataset(real, preprocessing, config.augment))
-        summary["faces"] = {
-            "index": str(config.faces_index),
-            "sha256": sha256_of(config.faces_index),
-            "real_faces": len(faces.samples),
-            "weakly_labelled": sum(s.label == MASKED_LABEL for s in faces.samples),
-            "incorrect_repeated": len(rare) * (config.incorrect_repeats - 1),
-            "synthesis_sources": len(faces.sources),
-            "held_out_real_faces": len(faces.held_out_samples),
-            "held_out_synthesis_sources": len(faces.held_out_sources),
-        }
-        if config.synthetic_per_epoch:
-            synthetic = SyntheticMaskDataset(
-                faces.sources,
-                config.synthetic_per_epoch,
-                config.mask_templates,
-                config.seed,
-                preprocessing,
-                config.augment,
-                config.occluded_share,
-                config.placement_mix,
-            )
-            parts.append(synthetic)
-        if config.validate and faces.held_out_samples:
-            real_validation["real_val_accuracy"] = FaceDataset(tuple(faces.held_out_samples), preprocessing, "none")
-        if config.validate and faces.held_out_sources:
-            # One mask fitted onto each held-out unmasked face, the same every epoch (its epoch stays 0).
-            real_validation["real_val_synthetic_accuracy"] = SyntheticMaskDataset(
-                faces.held_out_sources,
-                len(faces.held_out_sources),
-                config.mask_templates,
-                config.seed + 1,
-                preprocessing,
-                "none",
-                placement_mix=config.placement_mix,
-            )
-    elif config.synthetic_per_epoch:
-        raise ValueError("synthetic_per_epoch needs faces_index (the unmasked faces to fit masks onto)")
-    validation = FaceDataset(splits["validation"].samples, preprocessing, "none") if config.validate else None
+    reframing = reframing_for(config.framing)
+    if reframing:
+        summary["reframing"] = reframing.to_dict()
+    parts: list[Dataset] = [
+        FaceDataset(samples, preprocessing, config.augment, teacher_view=clean_views, reframing=reframing)
+    ]
+    real, synthetic, real_validation = real_face_data(config, preprocessing, summary)
+    parts += real
+    validation = (
+        FaceDataset(splits["validation"].samples, preprocessing, "none", reframing=reframing)
+        if config.validate
+        else None
+    )
     return TrainingData(
         train_set=parts[0] if len(parts) == 1 else ConcatDataset(parts),
         synthetic=synthetic,
