@@ -3,6 +3,7 @@
 # manifest and benchmark. The write-up renders its numbers from these at build time (mkdocs build).
 # Usage: scripts/release.sh [runs/default] [runs/paper] [runs/real] [runs/real-webcam] [runs/real-prior] [runs/live-student]
 #                           [runs/live-student-slim] [runs/real-wear] [runs/real-wear-placements] [runs/real-wear-neck]
+#                           [runs/real-wear-neck-food]
 # A run folder without model.pt is skipped. The chain of the real models (docs: the Experiments page): runs/real is
 # fine-tuned from runs/real-base; runs/real-webcam from models/real.pt; models/real-soup.pt is the mean of
 # the weights of real and real-webcam (masklens soup, made here if missing); runs/real-prior is fine-tuned
@@ -15,7 +16,8 @@
 # its "can't tell" rule fitted by masklens calibrate. runs/real-wear-placements (real-wear fine-tuned with the
 # real-wear placement mix) is evaluated beside it, not shipped (the Experiments page says why). runs/real-wear-neck
 # (the same recipe for a face crop grown below the chin, results/framing-neck.json, on build/faces-neck) ships in
-# real-wear's place when present.
+# real-wear's place when present; runs/real-wear-neck-food (from it, food among the things that are not masks) is
+# evaluated beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 default_run=${1:-runs/default}
@@ -28,6 +30,7 @@ slim_run=${7:-runs/live-student-slim}
 wear_run=${8:-runs/real-wear}
 placements_run=${9:-runs/real-wear-placements}
 neck_run=${10:-runs/real-wear-neck}
+food_run=${11:-runs/real-wear-neck-food}
 data=../shared/data
 bin=.venv/bin
 
@@ -64,6 +67,7 @@ fi
 [ -f "$wear_run/model.pt" ] && take "$wear_run" real-wear
 [ -f "$placements_run/model.pt" ] && assess "$placements_run" real-wear-placements
 [ -f "$neck_run/model.pt" ] && take "$neck_run" real-wear-neck
+[ -f "$food_run/model.pt" ] && assess "$food_run" real-wear-neck-food
 
 "$bin/masklens" export-detector --out-dir build/detector
 "$bin/masklens" framing --models build/detector --out results/framing.json
@@ -84,7 +88,7 @@ done
 for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:models/real-soup.pt \
              real-prior:models/real-prior.pt live-student:models/live-student.pt \
              live-student-slim:models/live-student-slim.pt real-wear:models/real-wear.pt \
-             "real-wear-placements:$placements_run/model.pt"; do
+             "real-wear-placements:$placements_run/model.pt" "real-wear-neck-food:$food_run/model.pt"; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
   "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32

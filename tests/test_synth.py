@@ -253,3 +253,20 @@ def test_a_weak_label_is_right_for_either_mask_class():
     predicted = torch.tensor([0, 1, 2, 2, 0])
     labels = torch.tensor([MASKED_LABEL, MASKED_LABEL, MASKED_LABEL, 2, 1])
     assert count_correct(predicted, labels) == 3
+
+
+def test_food_is_drawn_only_by_the_with_food_set(tmp_path):
+    """The default set is the one before food, so that runs made with it keep their exact items."""
+    from training.occluders import OCCLUDER_SETS, OCCLUDERS
+
+    assert "food" not in OCCLUDER_SETS["default"] and set(OCCLUDER_SETS["with-food"]) == set(OCCLUDERS)
+    face = np.full((200, 200, 3), 170, np.uint8)
+    for seed in range(20):  # with kinds of one, that kind is drawn; the default draw is unchanged
+        rng, again = np.random.default_rng(seed), np.random.default_rng(seed)
+        np.testing.assert_array_equal(
+            fit_occluder(face, FRONTAL, rng, kinds=("food",)), fit_occluder(face, FRONTAL, again, "food")
+        )
+    path = tmp_path / "face.png"
+    Image.fromarray(face).save(path)
+    with pytest.raises(ValueError, match="unknown occluders"):
+        SyntheticMaskDataset([(path, FRONTAL)], 5, "x", 3, preprocessing_for(TrainConfig()), "none", occluders="crisps")

@@ -227,7 +227,8 @@ class SyntheticMaskDataset(FaceDataset):
     Item i of epoch e depends only on (seed, e, i): half are masks worn correctly, half worn
     incorrectly, the placements drawn from ``PLACEMENT_MIXES[placement_mix]``. With
     ``occluded_share`` > 0, that share of the items is instead the face with a thing on the lower face
-    that is not a mask (``training.occluders.fit_occluder``), labelled uncovered.
+    that is not a mask (``training.occluders.fit_occluder``, one of ``OCCLUDER_SETS[occluders]``), labelled
+    uncovered.
     """
 
     def __init__(
@@ -240,8 +241,14 @@ class SyntheticMaskDataset(FaceDataset):
         augment: str,
         occluded_share: float = 0.0,
         placement_mix: str = "maskedface-net",
+        occluders: str = "default",
     ):
+        from .occluders import OCCLUDER_SETS
+
         super().__init__((), preprocessing, augment)
+        if occluders not in OCCLUDER_SETS:
+            raise ValueError(f"unknown occluders {occluders!r}; expected one of {list(OCCLUDER_SETS)}")
+        self.occluder_kinds = OCCLUDER_SETS[occluders]
         if placement_mix not in PLACEMENT_MIXES:
             raise ValueError(f"unknown placement_mix {placement_mix!r}; expected one of {list(PLACEMENT_MIXES)}")
         self.placement_p = PLACEMENT_MIXES[placement_mix]
@@ -277,7 +284,9 @@ class SyntheticMaskDataset(FaceDataset):
             return None
         if occluded:
             return self.to_item(
-                Image.fromarray(fit_occluder(rgb, landmarks, rng)), CLASSES.index("uncovered"), NO_REASON
+                Image.fromarray(fit_occluder(rgb, landmarks, rng, kinds=self.occluder_kinds)),
+                CLASSES.index("uncovered"),
+                NO_REASON,
             )
         masked = fit_mask(rgb, landmarks, placement, load_mask_library(self.templates), rng)
         if placement == "covered":
@@ -339,6 +348,7 @@ def real_face_data(
             config.augment,
             config.occluded_share,
             config.placement_mix,
+            config.occluders,
         )
         parts.append(synthetic)
     if config.validate and faces.held_out_samples:

@@ -1,8 +1,9 @@
 """Things on the lower face that are not masks, for faces labelled ``uncovered`` (hard negatives).
 
 At the mouth (``MOUTH_OCCLUDERS``): a microphone, one to three fingers, a palm over the mouth, a thin
-stick (a pen, a straw, a sprig). Around it (``LOWER_FACE_OCCLUDERS``): a beard, which covers as much
-of the jaw as a mask but leaves the lips bare, and a scarf or turtleneck, up to just under the chin.
+stick (a pen, a straw, a sprig), food being eaten (a fruit, a sandwich's corner, a long bun). Around
+it (``LOWER_FACE_OCCLUDERS``): a beard, which covers as much of the jaw as a mask but leaves the lips
+bare, and a scarf or turtleneck, up to just under the chin.
 Without such faces, a model that has learned "something over the lower face = a mask" calls a singer,
 a hand at the lips or a bearded chin a mask worn badly (the FFHQ faces it gets wrong), and a scarf a
 mask pulled under the chin.
@@ -15,9 +16,20 @@ import numpy as np
 
 from .placements import FacePoints, face_points
 
-MOUTH_OCCLUDERS: tuple[str, ...] = ("microphone", "fingers", "palm", "stick")
+MOUTH_OCCLUDERS: tuple[str, ...] = ("microphone", "fingers", "palm", "stick", "food")
 LOWER_FACE_OCCLUDERS: tuple[str, ...] = ("beard", "scarf")
 OCCLUDERS: tuple[str, ...] = MOUTH_OCCLUDERS + LOWER_FACE_OCCLUDERS
+# The kinds a run draws from (TrainConfig.occluders). "default" is the set before food was drawn, so that
+# the runs made with it keep their exact items.
+OCCLUDER_SETS: dict[str, tuple[str, ...]] = {
+    "default": ("microphone", "fingers", "palm", "stick", "beard", "scarf"),
+    "with-food": OCCLUDERS,
+}
+# Food colours (RGB): bread crust, crumb, red and green apple, banana, orange, chocolate.
+FOOD_COLOURS = np.array(
+    [[190, 140, 80], [225, 205, 160], [170, 30, 35], [130, 175, 60], [230, 200, 70], [235, 140, 35], [85, 50, 30]],
+    np.float32,
+)
 # Drawn this many times larger, then shrunk: smooth edges.
 SCALE = 4
 
@@ -66,6 +78,23 @@ def _draw_at_mouth(canvas: _Canvas, kind: str, rng: np.random.Generator) -> None
             centre = at(start + (count - 1) * finger * 0.55, mouth + 0.55)
             axes = (width(0.42), width(0.5))
             cv2.ellipse(canvas.pixels, centre, axes, float(rng.uniform(-20, 20)), 0, 360, 255, -1, cv2.LINE_AA)
+    elif kind == "food":  # held to the mouth: round (a fruit), a corner (a sandwich) or long (a bun), a bite short
+        centre = np.array([rng.uniform(-0.2, 0.2), mouth + rng.uniform(-0.05, 0.15)])
+        shape = rng.integers(3)
+        if shape == 0:
+            axes = (width(rng.uniform(0.25, 0.38)), width(rng.uniform(0.22, 0.34)))
+            cv2.ellipse(canvas.pixels, at(*centre), axes, 0, 0, 360, 255, -1, cv2.LINE_AA)
+        elif shape == 1:
+            side, angle = rng.uniform(0.45, 0.7), rng.uniform(-0.5, 0.5)
+            corners = [centre + side * np.array([np.cos(a), np.sin(a)]) for a in (angle + 0.5, angle + 2.1)]
+            canvas.polygon([tuple(centre - [0, 0.05]), *map(tuple, corners)])
+        else:
+            angle = rng.uniform(-0.4, 0.4)
+            half = rng.uniform(0.35, 0.55) * np.array([np.cos(angle), np.sin(angle)])
+            ends = at(*(centre - half)), at(*(centre + half))
+            cv2.line(canvas.pixels, *ends, 255, width(rng.uniform(0.16, 0.24)), cv2.LINE_AA)
+        bite = at(*(centre + [rng.uniform(-0.1, 0.1), -rng.uniform(0.15, 0.3)]))
+        cv2.circle(canvas.pixels, bite, width(rng.uniform(0.08, 0.14)), 0, -1, cv2.LINE_AA)
     elif kind == "stick":  # thin, at any angle, through the mouth
         angle = rng.uniform(-0.6, 0.6)
         length = rng.uniform(0.8, 1.6)
@@ -114,28 +143,35 @@ def _paint(rgb: np.ndarray, face: FacePoints, kind: str, rng: np.random.Generato
         colour = patch.mean(axis=0) * rng.uniform(0.85, 1.1)
     elif kind == "microphone":
         colour = np.full(3, rng.choice([25.0, 60.0, 110.0, 170.0])) + rng.normal(0, 8, 3)
+    elif kind == "food":
+        colour = FOOD_COLOURS[rng.integers(len(FOOD_COLOURS))] * rng.uniform(0.85, 1.1)
     elif kind == "beard":  # black, brown, auburn, grey
         colour = np.array([[25, 22, 20], [70, 50, 35], [110, 60, 35], [150, 148, 145]][rng.integers(4)], np.float32)
     else:
         colour = rng.uniform(0, 255, 3)
     rows = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.6, 1.1), rgb.shape[0], dtype=np.float32)[:, None, None]
     paint = np.broadcast_to(colour.astype(np.float32) * rows, rgb.shape).copy()
-    if kind in ("beard", "scarf"):  # hair and knit are not flat: fine noise, then a little blur
-        grain = rng.normal(1.0, 0.25 if kind == "beard" else 0.1, rgb.shape[:2]).astype(np.float32)
+    if kind in ("beard", "scarf", "food"):  # hair, knit and crumb are not flat: fine noise, then a little blur
+        grain = rng.normal(1.0, {"beard": 0.25, "scarf": 0.1, "food": 0.12}[kind], rgb.shape[:2]).astype(np.float32)
         paint *= cv2.GaussianBlur(grain, (0, 0), 0.6)[..., None]
     return np.clip(paint, 0, 255)
 
 
 def fit_occluder(
-    rgb: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, kind: str | None = None
+    rgb: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    kind: str | None = None,
+    kinds: tuple[str, ...] = OCCLUDER_SETS["default"],
 ) -> np.ndarray:
-    """A copy of the RGB uint8 photo with a thing on the lower face that is not a mask (``OCCLUDERS``).
+    """A copy of the RGB uint8 photo with a thing on the lower face that is not a mask: ``kind``, or one
+    drawn from ``kinds``.
 
     Those at the mouth are narrower than a mask: none hides the whole lower face. A beard leaves the
     lips bare and lets the skin show through; a scarf stays under the chin.
     """
     face = face_points(landmarks)
-    kind = kind or OCCLUDERS[rng.integers(len(OCCLUDERS))]
+    kind = kind or kinds[rng.integers(len(kinds))]
     canvas = _Canvas(face, rgb.shape[:2])
     if kind in LOWER_FACE_OCCLUDERS:
         _draw_lower_face(canvas, kind, rng)
