@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 from masklens.files import sha256_of
 from masklens.framing import Framing, reframe
-from masklens.labels import CLASSES, NO_REASON, REASONS
+from masklens.labels import CLASSES, INCORRECT, NO_REASON, REASONS
 from masklens.preprocess import load_rgb, to_input_array
 
 from .config import AUGMENTATIONS
@@ -106,6 +106,11 @@ class Reframing:
     def to_dict(self) -> dict:
         return {"measured_framing": asdict(self.measured), "framing": asdict(self.target)}
 
+    @classmethod
+    def from_dict(cls, values: dict) -> Reframing:
+        """From ``to_dict``'s keys, which ``masklens framing --side``'s ``all`` carries too."""
+        return cls(Framing(**values["measured_framing"]), Framing(**values["framing"]))
+
 
 def reframing_for(framing_file: str) -> Reframing | None:
     """The re-cut of MaskedFace-Net's images for a model trained for ``framing_file`` (TrainConfig.framing);
@@ -113,17 +118,13 @@ def reframing_for(framing_file: str) -> Reframing | None:
     if not framing_file:
         return None
     framing = json.loads(Path(framing_file).read_text())["all"]
-    if "measured_framing" not in framing:
-        return None
-    return Reframing(Framing(**framing["measured_framing"]), Framing(**framing["framing"]))
+    return Reframing.from_dict(framing) if "measured_framing" in framing else None
 
 
 def reframing_of(checkpoint: dict) -> Reframing | None:
     """The re-cut a checkpoint was trained with (recorded in its data summary), or None."""
     recorded = checkpoint["data"].get("reframing")
-    if not recorded:
-        return None
-    return Reframing(Framing(**recorded["measured_framing"]), Framing(**recorded["framing"]))
+    return Reframing.from_dict(recorded) if recorded else None
 
 
 class FaceDataset(Dataset):
@@ -325,7 +326,7 @@ def real_face_data(
             raise ValueError("synthetic_per_epoch needs faces_index (the unmasked faces to fit masks onto)")
         return parts, synthetic, real_validation
     faces = read_faces_index(config.faces_index, config.real_validation_percent)
-    rare = tuple(s for s in faces.samples if s.label == CLASSES.index("incorrect"))
+    rare = tuple(s for s in faces.samples if s.label == INCORRECT)
     real = tuple(faces.samples) + rare * (config.incorrect_repeats - 1)
     parts.append(FaceDataset(real, preprocessing, config.augment))
     summary["faces"] = {
