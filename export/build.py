@@ -66,7 +66,7 @@ GPU_CLASSIFIER_FILE = "classifier-gpu.onnx"
 class ExportConfig:
     checkpoint: str = "models/real-wear-neck.pt"
     out_dir: str = "models/onnx"
-    detector_weights: str = field(default="", metadata={"help": "fine-tuned R-Net, O-Net (masklens train-detector)"})
+    second_look_weights: str = field(default="", metadata={"help": "masklens train-detector's: the second look"})
     weights: str = field(default="auto", metadata={"help": "fp32, fp16, int8, or auto: the smallest within bounds"})
     framing: str = field(default="", metadata={"help": "masklens framing's JSON; default: the checkpoint's"})
     metrics: str = field(default="results/real-wear-neck/metrics-holdout.json", metadata={"help": "masklens eval's"})
@@ -221,9 +221,8 @@ def build(config: ExportConfig) -> dict:
             "max_difference_from_full": gpu_difference,
         },
     }
-    manifest = manifest_for(
-        config, checkpoint, description, classifier, export_mtcnn(out_dir, config.detector_weights or None)
-    )
+    detector = export_mtcnn(out_dir, second_look=config.second_look_weights or None)
+    manifest = manifest_for(config, checkpoint, description, classifier, detector)
     manifest["metrics"]["holdout_shipped"] = {"weights": chosen, "accuracy": report["formats"][chosen]["accuracy"]}
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     validate(json.loads(text))  # what every reader will see

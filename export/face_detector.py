@@ -19,6 +19,11 @@ onnxruntime's CPU provider and on onnxruntime-web (wasm):
                                                           as fractions of the (square) input box
     output ``probabilities``  [batch, 2]                  softmax over axis 1; column 1 = "face"
 
+``rnet_masked.onnx``, ``onet_masked.onnx`` (with ``second_look``)
+    R-Net and O-Net fine-tuned on masked faces (``masklens train-detector``), I/O as ``rnet.onnx`` and
+    ``onet.onnx``: the face finder's second look where the stock nets find no face
+    (``masklens.face_finder.find_faces``).
+
 Every input is an RGB image in planar (NCHW) layout, normalised as ``(pixel - 127.5) / 128``.
 The outputs are in the order of the torch modules' tuples and equal them within 1e-4 (tested); the
 cascade that uses them is ``masklens/mtcnn.py``. The weights come from the facenet-pytorch wheel
@@ -56,6 +61,9 @@ NETS = {
         {"box_offsets": ["batch", 4], "landmarks": ["batch", 10], "probabilities": ["batch", 2]},
     ),
 }
+
+
+SECOND_LOOK_NETS = ("rnet", "onet")  # the nets masklens train-detector fine-tunes; P-Net is shared
 
 
 def _dynamic_shapes(input_shape: list) -> tuple[dict, ...]:
@@ -103,11 +111,14 @@ def load_mtcnn(weights: str | Path | None = None) -> MTCNN:
     return mtcnn
 
 
-def export_mtcnn(out_dir: str | Path, weights: str | Path | None = None) -> dict:
-    """Writes pnet.onnx, rnet.onnx and onet.onnx into out_dir; returns their description.
+def export_mtcnn(out_dir: str | Path, weights: str | Path | None = None, second_look: str | Path | None = None) -> dict:
+    """Writes pnet.onnx, rnet.onnx and onet.onnx into out_dir (``weights``' nets in place of the wheel's), and
+    with ``second_look`` (a ``masklens train-detector`` file) its R-Net and O-Net as rnet_masked.onnx and
+    onet_masked.onnx; returns their description.
 
     The description (JSON-serialisable, for the model manifest) gives per net the file name and
-    the names and shapes of its input and outputs, with strings for the dynamic dimensions.
+    the names and shapes of its input and outputs, with strings for the dynamic dimensions, and
+    under ``second_look`` the nets that take R-Net's and O-Net's place in the face finder's second look.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +128,21 @@ def export_mtcnn(out_dir: str | Path, weights: str | Path | None = None) -> dict
         path = out_dir / f"{name}.onnx"
         export_net(name, getattr(mtcnn, name), path)
         nets[name] = {"file": path.name, "inputs": {IMAGE_INPUT: input_shape}, "outputs": outputs}
+    extra = {}
+    if second_look is not None:
+        fine_tuned = load_mtcnn(second_look)
+        for name in SECOND_LOOK_NETS:
+            input_shape, outputs = NETS[name]
+            path = out_dir / f"{name}_masked.onnx"
+            export_net(name, getattr(fine_tuned, name), path)
+            nets[path.stem] = {"file": path.name, "inputs": {IMAGE_INPUT: input_shape}, "outputs": outputs}
+        extra["second_look"] = {
+            "nets": {name: f"{name}_masked" for name in SECOND_LOOK_NETS},
+            "weights": f"{Path(second_look).name} (masklens train-detector: fine-tuned on masked faces)",
+            "when": "the stock nets find no face, with the retry and the whole-photo judgement",
+        }
     return {
+        **extra,
         "format": "onnx",
         "opset": OPSET,
         "dtype": "float32",

@@ -38,12 +38,14 @@ a box whose clipped crop is empty is dropped (facenet raises an error).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+NET_NAMES = ("pnet", "rnet", "onet")
 PNET_CELL = 12  # P-Net's receptive field in pixels of the pyramid level
 PNET_STRIDE = 2
 RNET_SIZE = 24
@@ -236,17 +238,23 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
         session_options: ort.SessionOptions | None = None,
+        files: Mapping[str, str] | None = None,
+        second_look: FaceDetector | None = None,
     ):
+        """``files``: a net's file in ``model_dir`` where it is not ``<net>.onnx``; ``second_look``: the cascade
+        ``masklens.face_finder.find_faces`` runs where this one finds no face."""
         model_dir = Path(model_dir)
+        files = {name: f"{name}.onnx" for name in NET_NAMES} | dict(files or {})
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
         self.sessions = {
             name: ort.InferenceSession(
-                str(model_dir / f"{name}.onnx"), sess_options=session_options, providers=["CPUExecutionProvider"]
+                str(model_dir / files[name]), sess_options=session_options, providers=["CPUExecutionProvider"]
             )
-            for name in ("pnet", "rnet", "onet")
+            for name in NET_NAMES
         }
+        self.second_look = second_look
 
     def run(self, net: str, images: np.ndarray) -> dict[str, np.ndarray]:
         """Runs one net on a float32 [N, 3, h, w] batch; returns its outputs by name."""

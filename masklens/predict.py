@@ -97,6 +97,7 @@ def open_photo(path: str | Path, max_side: int, max_pixels: int) -> np.ndarray:
 def rule_from_manifest(manifest: dict) -> DetectionRule:
     """The face finder's settings, from the manifest's ``face_detector``."""
     settings = manifest["face_detector"]
+    second_look = settings.get("second_look")
     return DetectionRule(
         thresholds=tuple(settings["thresholds"]),
         padding=settings["padding"],
@@ -104,6 +105,9 @@ def rule_from_manifest(manifest: dict) -> DetectionRule:
         min_face_size=settings["min_face_size"],
         factor=settings["factor"],
         retry_min_face_size=settings["retry_min_face_size"],
+        second_look=None
+        if second_look is None
+        else tuple(settings["nets"][second_look["nets"][net]]["file"] for net in ("rnet", "onet")),
     )
 
 

@@ -86,9 +86,10 @@ class LivePredictor:
         self.predictor = Predictor(model_dir, threads)
         manifest = self.predictor.manifest
         self.tracking = TrackingRule(**manifest["tracking"])
-        # The photo rule without the second look for small faces, which would double the cost of an empty
-        # frame; the smallest face, in pixels of the scaled-down frame, is given per frame.
-        self.rule = dataclasses.replace(self.predictor.rule, retry_min_face_size=None)
+        # The photo rule without the second try for small faces and the second look with the nets fine-tuned on
+        # masked faces, each of which would double the cost of an empty frame; the smallest face, in pixels of
+        # the scaled-down frame, is given per frame.
+        self.rule = dataclasses.replace(self.predictor.rule, retry_min_face_size=None, second_look=None)
         self.detector = self.predictor.detector
         self.tracker = Tracker(self.tracking, self.predictor.classes, self.predictor.reasons)
         self.min_face_size = self.tracking.min_face_size  # in frame pixels

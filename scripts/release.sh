@@ -70,6 +70,8 @@ fi
 [ -f "$food_run/model.pt" ] && assess "$food_run" real-wear-neck-food
 
 "$bin/masklens" export-detector --out-dir build/detector
+# The face finder's second look: R-Net and O-Net fine-tuned on masked faces (committed; made here if missing).
+[ -f models/mtcnn-masked.pt ] || "$bin/masklens" train-detector --models build/detector --out models/mtcnn-masked.pt
 "$bin/masklens" framing --models build/detector --out results/framing.json
 "$bin/masklens" framing --models build/detector --side 2.0 --out results/framing-neck.json
 "$bin/masklens" detection-study --models build/detector --out results/detection.json
@@ -101,7 +103,7 @@ for student in live-student live-student-slim; do  # the last present: the slim 
   if [ "$shipped" = real-prior ] && [ -f "models/$student.pt" ]; then live=(--live-checkpoint "models/$student.pt"); fi
 done
 "$bin/masklens" export --checkpoint "models/$shipped.pt" --out-dir models/onnx \
-  --metrics "results/$shipped/metrics-holdout.json" "${keep[@]}" "${live[@]}"
+  --metrics "results/$shipped/metrics-holdout.json" --second-look-weights models/mtcnn-masked.pt "${keep[@]}" "${live[@]}"
 printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
 # The "can't tell" rule, fitted on the real faces the shipped run held out (its faces_index: build/faces or
 # build/faces-neck, from masklens faces).

@@ -14,6 +14,11 @@ crops as uploads per class, ``real-wear/test-scenes`` labelled faces per class (
 ``studies.real_wear.match_faces`` does), ``real-masks/test`` per kind, ``real-photos/test`` per class,
 and the false faces on the no-face textures (``studies.detection_study``), also on the half that
 ``training.detector`` never trains on.
+
+``end_to_end`` (only when asked for, ``--parts end_to_end``): ``masklens eval-real`` with the shipped models,
+the face finder's nets replaced by the stock ones and by the fine-tuned ones, without the second look.
+The shipped face finder (stock nets, fine-tuned ones as the second look) is the shipped model's own
+``metrics-end-to-end.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,7 @@ import numpy as np
 from masklens.cli import parse_config
 from masklens.face_finder import DetectionRule, pad_photo
 from masklens.mtcnn import FaceDetector
-from masklens.predict import open_photo, rule_from_manifest, session_options
+from masklens.predict import Predictor, open_photo, rule_from_manifest, session_options
 from masklens.preprocess import load_rgb
 from masklens.tracking import box_iou
 from training.detector import TEXTURES, central_box, texture_halves
@@ -37,6 +42,7 @@ from training.detector import TEXTURES, central_box, texture_halves
 from .answers import list_images
 from .detection_study import SETS as DETECTION_SETS
 from .detection_study import count_faces
+from .real_eval import RealEvalConfig, evaluate_predictor
 from .real_wear import MATCH_IOU, _original_width, match_faces
 
 STAGE_IOU = 0.4
@@ -150,6 +156,16 @@ def found_rates(data: Path, nets: Path, rule: DetectionRule, limits: dict, threa
     return result
 
 
+def end_to_end(config: DetectorStudyConfig, nets: Path) -> dict:
+    """``masklens eval-real`` with the shipped models, the face finder's nets taken from ``nets`` and no
+    second look: the shipped classifier behind each set of nets (the shipped face finder's own is
+    ``results/<shipped>/metrics-end-to-end.json``)."""
+    predictor = Predictor(config.models, config.threads)
+    predictor.rule = replace(predictor.rule, second_look=None)
+    predictor.detector = predictor.rule.detector(nets, predictor.options)
+    return evaluate_predictor(predictor, RealEvalConfig(models=config.models, data=config.data, threads=config.threads))
+
+
 def _found_rates(args: tuple) -> dict:
     return found_rates(*args)
 
@@ -165,7 +181,10 @@ class DetectorStudyConfig:
     out: str = "results/detector-finetune.json"
     parts: tuple[str, ...] = field(
         default=("stages", "stock", "fine_tuned"),
-        metadata={"help": "what to (re)run (stage analysis, found rates per nets); the rest of --out is kept"},
+        metadata={
+            "help": "what to (re)run (stage analysis, found rates per nets, end_to_end: eval-real per nets); "
+            "the rest of --out is kept"
+        },
     )
     threads: int = 0
     every: int = field(default=1, metadata={"help": "measure found rates on every N-th test photo (1: all)"})
@@ -175,7 +194,7 @@ class DetectorStudyConfig:
 def run(config: DetectorStudyConfig) -> dict:
     data, stock = Path(config.data), Path(config.stock)
     manifest = json.loads((Path(config.models) / "manifest.json").read_text())
-    rule = rule_from_manifest(manifest)
+    rule = replace(rule_from_manifest(manifest), second_look=None)  # each set of nets alone
     update: dict = {"rule": asdict(rule), "scenes_match_iou": MATCH_IOU, "every": config.every, "found": {}}
     if "stages" in config.parts:
         update["stages"] = stage_study(data, stock, rule, config.threads)
@@ -186,6 +205,10 @@ def run(config: DetectorStudyConfig) -> dict:
     if tasks:
         with multiprocessing.Pool(min(config.jobs, len(tasks))) as pool:
             update["found"] = dict(zip(nets, pool.map(_found_rates, tasks)))
+    if "end_to_end" in config.parts:
+        update["end_to_end"] = {
+            name: end_to_end(config, path) for name, path in (("stock", stock), ("fine_tuned", Path(config.fine_tuned)))
+        }
     # Read last, so that parts run side by side in separate processes all land in the file.
     out = Path(config.out)
     payload = json.loads(out.read_text()) if out.exists() else {}

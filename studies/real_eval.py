@@ -131,14 +131,23 @@ def three_class(predictor: Predictor, root: Path, per_class: int, whole_image: b
 
 
 def evaluate_real(config: RealEvalConfig) -> dict:
-    predictor = Predictor(config.models, config.threads)
+    return evaluate_predictor(Predictor(config.models, config.threads), config)
+
+
+def evaluate_predictor(predictor: Predictor, config: RealEvalConfig) -> dict:
+    """``evaluate_real`` with this predictor, whose face finder (``rule``, ``detector``) may not be the manifest's."""
     data = Path(config.data)
     frames = data / "real-video-frames"
+    rule = predictor.rule
     return {
         "model_version": predictor.manifest["model_version"],
         "face_detector": {
-            k: predictor.manifest["face_detector"][k]
-            for k in ("thresholds", "padding", "fallback_threshold", "min_face_size", "factor")
+            "thresholds": list(rule.thresholds),
+            "padding": rule.padding,
+            "fallback_threshold": rule.fallback_threshold,
+            "min_face_size": rule.min_face_size,
+            "factor": rule.factor,
+            "second_look": None if rule.second_look is None else list(rule.second_look),
         },
         "config": {k: v for k, v in asdict(config).items() if k in ("data", "per_class")},
         "real-photos": mask_photos(predictor, data / "real-photos" / "test"),

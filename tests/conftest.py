@@ -77,7 +77,8 @@ def one_thread():
 def exported_models(tmp_path_factory):
     """One full export for the session, through masklens export's build(): an int8 classifier on
     random weights, its int8 live graph calibrated and measured on a generated tree (not held to the
-    export's bounds: an untrained model's heatmaps are flat), MTCNN and the manifest."""
+    export's bounds: an untrained model's heatmaps are flat), MTCNN with the committed second look
+    (models/mtcnn-masked.pt) and the manifest."""
     return export_random_model(tmp_path_factory.mktemp("export"))
 
 
@@ -150,6 +151,7 @@ def export_random_model(
             metrics=str(metrics),
             threads=1,
             live_checkpoint=student,
+            second_look_weights=str(REPO / "models" / "mtcnn-masked.pt"),
         )
     )
     return out

@@ -24,8 +24,9 @@ SHIPPED = json.loads((REPO / "results" / "shipped.json").read_text())["preset"]
 CHECKPOINT = REPO / "models" / f"{SHIPPED}.pt"
 MODELS = REPO / "models" / "onnx"
 RESULTS = REPO / "results" / SHIPPED
-# The face finder's R-Net and O-Net fine-tuned on masked faces (masklens train-detector), when the export took them.
-DETECTOR_WEIGHTS = json.loads((MODELS / "export-config.json").read_text()).get("detector_weights", "")
+# The face finder's second look: R-Net and O-Net fine-tuned on masked faces (masklens train-detector), when the
+# export took them.
+DETECTOR_WEIGHTS = json.loads((MODELS / "export-config.json").read_text()).get("second_look_weights", "")
 # Every committed classifier checkpoint (git's, not whatever a release left in models/): only the shipped one; the
 # others' recipes stay in training/config.py and scripts/release.sh rebuilds them.
 COMMITTED = sorted(
@@ -75,12 +76,15 @@ def test_the_shipped_files_fit_a_first_visit():
 
 
 def test_the_shipped_face_finder_is_the_committed_detector_weights(tmp_path):
-    """pnet/rnet/onet.onnx are the export of the committed fine-tuning (or of the wheel's weights): a fresh
-    export of the same weights gives the same outputs, and the manifest names the file."""
+    """pnet/rnet/onet.onnx are the export of the wheel's weights, and rnet_masked/onet_masked.onnx (the second
+    look) of the committed fine-tuning: a fresh export of the same weights gives the same outputs, and the
+    manifest names the file."""
     weights = REPO / DETECTOR_WEIGHTS if DETECTOR_WEIGHTS else None
-    description = export_mtcnn(tmp_path, weights)
+    description = export_mtcnn(tmp_path, second_look=weights)
     manifest = json.loads((MODELS / "manifest.json").read_text())
     assert manifest["face_detector"]["source"] == description["source"]
+    assert manifest["face_detector"].get("second_look") == description.get("second_look")
+    assert manifest["face_detector"]["nets"] == description["nets"]
     if weights is not None:
         assert (
             DETECTOR_WEIGHTS
@@ -88,7 +92,9 @@ def test_the_shipped_face_finder_is_the_committed_detector_weights(tmp_path):
                 ["git", "ls-files", DETECTOR_WEIGHTS], cwd=REPO, capture_output=True, text=True, check=True
             ).stdout
         )
-    for net, shape in (("pnet", (1, 3, 40, 52)), ("rnet", (4, 3, 24, 24)), ("onet", (4, 3, 48, 48))):
+    shapes = {"pnet": (1, 3, 40, 52), "rnet": (4, 3, 24, 24), "onet": (4, 3, 48, 48)}
+    for net in description["nets"]:
+        shape = shapes[net.removesuffix("_masked")]
         image = np.random.default_rng(len(net)).uniform(-1, 1, shape).astype(np.float32)
         outputs = list(description["nets"][net]["outputs"])
         fresh, shipped = (

@@ -213,24 +213,31 @@ def test_a_second_visit_reads_the_models_from_the_cache(context, server):
 
 
 def test_photo_mode_downloads_only_what_a_photo_check_needs(browser, server, photos, exported_models):
-    """A first visit and a photo check fetch the face detector, the one classifier and the wasm build of
-    onnxruntime-web: never the webcam's graphs, the WebGPU graph or the WebGPU build."""
+    """A first visit and a photo check fetch the face detector's stock nets, the one classifier and the wasm
+    build of onnxruntime-web: never the webcam's graphs, the WebGPU graph or the WebGPU build; the second
+    look's nets only once a photo needs them (no face found by the stock nets)."""
     manifest = json.loads((exported_models / "manifest.json").read_text())
     classifier = manifest["classifier"]
-    photo_files = {classifier["file"], *(net["file"] for net in manifest["face_detector"]["nets"].values())}
+    detector = manifest["face_detector"]
+    second_look = {detector["nets"][net]["file"] for net in detector["second_look"]["nets"].values()}
+    stock = {net["file"] for net in detector["nets"].values()} - second_look
     webcam_only = {classifier["webcam"]["file"], classifier["webcam"]["gpu"]["file"], classifier["gpu"]["file"]}
     context = browser.new_context()  # a fresh cache
     try:
         app = App(context, server).open()
         assert app.upload(photos["with_mask"])["state"] == "result"
         fetched = {url.rsplit("/", 1)[-1] for url in app.requests}
-        assert {name for name in fetched if name.endswith(".onnx")} == photo_files
+        assert {name for name in fetched if name.endswith(".onnx")} == {classifier["file"], *stock}
         assert not fetched & webcam_only
         assert {url.rsplit("/", 1)[-1] for url in app.requests if "/ort/" in url} == {
             "ort.wasm.min.mjs",
             "ort-wasm-simd-threaded.mjs",
             "ort-wasm-simd-threaded.wasm",
         }
+        assert app.upload(photos["no_face"])["state"] == "noface"
+        fetched = {url.rsplit("/", 1)[-1] for url in app.requests}
+        assert {name for name in fetched if name.endswith(".onnx")} == {classifier["file"], *stock, *second_look}
+        assert not app.errors and not app.failed, (app.errors, app.failed)
     finally:
         context.close()
 

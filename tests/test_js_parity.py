@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image
 from masklens.face_finder import SHIPPED_RULE, DetectionRule
 from masklens.framing import Framing, crop_box_for_face, crop_face
 from masklens.gradcam import gradcam_from_outputs, overlay_heatmap, upsample_cam
-from masklens.predict import Predictor, normalize_crops, open_photo, softmax
+from masklens.predict import Predictor, normalize_crops, open_photo, rule_from_manifest, softmax
 from masklens.tracking import Tracker, TrackingRule
 from masklens.y4m import compose
 
@@ -372,6 +372,11 @@ def test_face_finder_matches_python(model_dir, tmp_path, rule):
         {"op": "detect", "models": str(model_dir), "photos": [encode_image(p) for p in photos], "settings": settings},
         tmp_path,
     )
+    assert same_faces_found(rule, detector, photos, results) >= 3, "too few faces found to compare the cascades"
+
+
+def same_faces_found(rule: DetectionRule, detector, photos: list[np.ndarray], results: list) -> int:
+    """Checks findFaces' faces against ``rule.find``'s, photo by photo; -> how many faces were compared."""
     found = 0
     for photo, js_faces in zip(photos, results):
         faces = rule.find(detector, photo)
@@ -383,7 +388,31 @@ def test_face_finder_matches_python(model_dir, tmp_path, rule):
             assert np.abs(np.asarray(match["landmarks"]) - face.landmarks).max() <= 1
             assert match["score"] == pytest.approx(face.score, abs=1e-4)
             found += 1
-    assert found >= 3, "too few faces found to compare the cascades"
+    return found
+
+
+def test_face_finder_second_look_matches_python(model_dir, tmp_path):
+    """Photos of N95 masks with a valve, where the stock nets find no face: the manifest's second look (R-Net
+    and O-Net fine-tuned on masked faces) finds them, in Python and in the browser alike."""
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    rule = rule_from_manifest(manifest)
+    assert rule.second_look == ("rnet_masked.onnx", "onet_masked.onnx")
+    detector = rule.detector(model_dir)
+    folder = shared_data_or_skip("real-masks", "test", "n95-valve")
+    photos = [open_photo(path, 1280, 100_000_000) for path in sorted(folder.iterdir())[:8]]
+    stock_only = replace(rule, second_look=None)
+    missed = [photo for photo in photos if not stock_only.find(detector, photo)]
+    assert any(rule.find(detector, photo) for photo in missed), "no photo where only the second look finds a face"
+    results = run_driver(
+        {
+            "op": "detect",
+            "models": str(model_dir),
+            "photos": [encode_image(p) for p in photos],
+            "settings": manifest["face_detector"],
+        },
+        tmp_path,
+    )
+    assert same_faces_found(rule, detector, photos, results) >= 1
 
 
 # --- (d) the whole photo analysis --------------------------------------------------------------------

@@ -43,7 +43,12 @@ def test_manifest_describes_the_models(model_dir):
         "pnet.onnx",
         "rnet.onnx",
         "onet.onnx",
+        "rnet_masked.onnx",
+        "onet_masked.onnx",
     }
+    second_look = manifest["face_detector"]["second_look"]
+    assert second_look["nets"] == {"rnet": "rnet_masked", "onet": "onet_masked"}
+    assert "mtcnn-masked.pt" in second_look["weights"]
     live = classifier["webcam"]
     assert live["file"] == "classifier-live-int8.onnx" and "weights_file" not in live
     assert live["target_layers"] == ["block8"] and live["maps"] == {"block8": [3, 3]}

@@ -11,9 +11,10 @@
 //   box: [x1, y1, x2, y2] in pixels of the image, may reach past its edges; score: O-Net's face
 //   probability; landmarks: [[x, y] x 5]: the eye on the image's left, the other eye, the nose tip,
 //   the mouth corner on the image's left, the other one.
-// findFaces(image, runNet, settings) -> the same, with the manifest's padding, second look for
-//   smaller faces and whole-photo fallback (settings.padding, settings.retry_min_face_size,
-//   settings.fallback_threshold): what the site and the predictor run.
+// findFaces(image, runNet, settings) -> the same, with the manifest's padding, second try for
+//   smaller faces, whole-photo fallback and second look with the nets fine-tuned on masked faces
+//   (settings.padding, settings.retry_min_face_size, settings.fallback_threshold,
+//   settings.second_look): what the site and the predictor run.
 // createOrtRunner(ort, sessions) -> runNet over onnxruntime-web InferenceSessions by net name.
 //
 // Boxes are arrays [x1, y1, x2, y2]. Python computes in float32 throughout; every operation here
@@ -305,13 +306,34 @@ export function wholePhotoBoxes(height, width) {
 }
 
 /**
- * export/mtcnn.py's find_faces: the cascade on the padded photo; when it finds nothing and
+ * masklens/face_finder.py's find_faces: the cascade on the padded photo; when it finds nothing and
  * settings.retry_min_face_size is set, the cascade once more for faces down to that size; when that
- * finds nothing either and settings.fallback_threshold is set, O-Net alone judges the squares of wholePhotoBoxes (a photo that
- * is already a face crop). Boxes and landmarks come back in pixels of the photo.
+ * finds nothing either and settings.fallback_threshold is set, O-Net alone judges the squares of
+ * wholePhotoBoxes (a photo that is already a face crop). When all that finds nothing and
+ * settings.second_look is set, the same steps again with its nets (second_look.nets: {rnet, onet}, the
+ * names runNet runs in R-Net's and O-Net's place). Boxes and landmarks come back in pixels of the photo.
  */
 export async function findFaces(image, runNet, settings) {
   const { image: padded, margin } = padPhoto(image, settings.padding);
+  const cascades = [runNet];
+  if (settings.second_look) {
+    const { nets } = settings.second_look;
+    cascades.push((name, data, dims) => runNet(nets[name] ?? name, data, dims));
+  }
+  let faces = [];
+  for (const run of cascades) {
+    if (faces.length > 0) break;
+    faces = await findWith(padded, image, margin, run, settings);
+  }
+  return faces.map(({ box, score, landmarks }) => ({
+    box: box.map((v) => f32(v - margin)),
+    score,
+    landmarks: landmarks.map(([x, y]) => [f32(x - margin), f32(y - margin)]),
+  }));
+}
+
+/** One cascade's steps of findFaces, on the padded photo: its faces in pixels of the padded photo. */
+async function findWith(padded, image, margin, runNet, settings) {
   let faces = await detectFaces(padded, runNet, settings);
   const retry = settings.retry_min_face_size;
   if (faces.length === 0 && retry !== null && retry !== undefined) {
@@ -322,11 +344,7 @@ export async function findFaces(image, runNet, settings) {
     const planar = toPlanar(padded);
     faces = await output(planar, rowPrefixSums(planar), runNet, candidates, settings.fallback_threshold);
   }
-  return faces.map(({ box, score, landmarks }) => ({
-    box: box.map((v) => f32(v - margin)),
-    score,
-    landmarks: landmarks.map(([x, y]) => [f32(x - margin), f32(y - margin)]),
-  }));
+  return faces;
 }
 
 /**

@@ -5,7 +5,8 @@
 //   dropped, the longer side brought to at most inputLimits.max_side by Pillow's thumbnail).
 // analysePhoto(image, {manifest, runNet, wholeImage}) -> Promise<[face]>, highest detector score first
 //   image: {width, height, data} RGB or RGBA (imaging.js; alpha is dropped); manifest: the parsed manifest.json;
-//   runNet(name, data, dims): runs "pnet", "rnet", "onet" (mtcnn.js), "classifier" and "classifier_live"
+//   runNet(name, data, dims): runs the face detector's nets (mtcnn.js: "pnet", "rnet", "onet", and the second
+//     look's "rnet_masked", "onet_masked"), "classifier" and "classifier_live"
 //     ([N, 3, S, S] -> logits, reason_logits and, per target layer L, L_activations and L_weights);
 //   wholeImage: treat the photo itself as one face crop, without the detector.
 //   face, with describe's keys (unrounded) so browser and CLI records read alike:
@@ -114,7 +115,8 @@ export async function classifyFaces(image, faces, { manifest, runNet, live = fal
 
 /**
  * The faces of a webcam frame (export/tracking.py's rule): found on the frame scaled down to
- * manifest.tracking.detect_max_side, looking for faces of minFaceSize frame pixels, boxes in frame pixels.
+ * manifest.tracking.detect_max_side, looking for faces of minFaceSize frame pixels, boxes in frame pixels;
+ * without the photo rule's retry and second look, each of which would double the cost of an empty frame.
  */
 export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manifest.tracking.min_face_size) {
   const rgb = toRGB(frame);
@@ -122,7 +124,10 @@ export async function findLiveFaces(frame, runNet, manifest, minFaceSize = manif
   const scaleX = rgb.width / small.width;
   const scaleY = rgb.height / small.height;
   const settings = {
-    ...manifest.face_detector, min_face_size: (minFaceSize * small.width) / rgb.width, retry_min_face_size: null,
+    ...manifest.face_detector,
+    min_face_size: (minFaceSize * small.width) / rgb.width,
+    retry_min_face_size: null,
+    second_look: null,
   };
   // float32 boxes, as export/video.py keeps them, so that both crop the same pixels.
   return (await findFaces(small, runNet, settings)).map(({ box, score }) => ({

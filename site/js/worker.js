@@ -6,7 +6,8 @@
 // Messages in (from session.js):
 //   {type: "load", modelsUrl, backend}        modelsUrl: absolute URL of the folder holding manifest.json;
 //       backend: "webgpu" or "wasm" to ask for one (see chooseBackend), else null. Loads what a photo
-//       check needs: the face detector and the classifier
+//       check needs: the face detector and the classifier (the face detector's second look, where the
+//       manifest has one, when a photo first needs it)
 //   {type: "load-webcam", id}                 loads the webcam's classifier (once; before live-classify)
 //   {type: "analyse", id, blob, wholeImage}   blob: the photo file; wholeImage: skip the face detector
 //   {type: "live-frame", id, frame, detect, minFaceSize}   frame: an ImageBitmap of a webcam frame
@@ -50,12 +51,11 @@ import { HEADER_BYTES, photoHeader } from './photofile.js';
 import { analysePhoto, classifyFaces, findLiveFaces, preparePhoto } from './pipeline.js';
 
 const CACHE_NAME = 'masklens-models-v1';
-// What each mode loads, per backend, so that a photo check downloads only the face detector, the one
-// classifier and one onnxruntime-web build. On wasm the webcam classifier is the int8 graph
+// What each mode loads besides the face detector's nets, per backend, so that a photo check downloads only
+// the face detector, the one classifier and one onnxruntime-web build. On wasm the webcam classifier is the int8 graph
 // (manifest.classifier.webcam.file, export/quantize.py); WebGPU runs the full classifier and the webcam one
 // from fp32 graphs. A graph with a weights_file reads its weights from the classifier's bytes (ONNX external
 // data). The webcam's graph is loaded when the camera is first started (load-webcam).
-const DETECTOR_NETS = ['pnet', 'rnet', 'onet'];
 const PHOTO_NETS = { wasm: ['classifier'], webgpu: ['classifier', 'classifier_gpu'] };
 const WEBCAM_NETS = { wasm: ['classifier_live'], webgpu: ['classifier_live_gpu'] };
 const ORT_BUILDS = { wasm: '../ort/ort.wasm.min.mjs', webgpu: '../ort/ort.webgpu.min.mjs' };
@@ -238,14 +238,17 @@ async function load(modelsUrl, requestedBackend) {
   let backend = build;
   const ort = await loadRuntime(build);
   const where = { manifest, base, cache: await openCache() };
-  const nets = [...DETECTOR_NETS, ...PHOTO_NETS[build]];
+  // The face detector's stock nets; the second look's are read when a photo first needs them (loadSecondLook).
+  const later = secondLookNets(manifest);
+  const detectorNets = Object.keys(manifest.face_detector.nets).filter((net) => !later.includes(net));
+  const nets = [...detectorNets, ...PHOTO_NETS[build]];
   const runtime = await openRuntimeBinary(ort, build, where.cache);
   const progress = progressOf('photo', runtime.size + modelBytes(manifest, nets));
   ort.env.wasm.wasmBinary = await runtime.read(progress(ORT_WASM[build]));
   const { bytesOf, allCached } = await readModels(nets, where, progress);
   const create = sessionFactory(ort, bytesOf.classifier);
   const sessions = {};
-  for (const net of DETECTOR_NETS) sessions[net] = await create(bytesOf[net], 'wasm');
+  for (const net of detectorNets) sessions[net] = await create(bytesOf[net], 'wasm');
   if (build === 'webgpu') {
     try {
       sessions.classifier = await create(bytesOf.classifier_gpu, 'webgpu', manifest.classifier.gpu);
@@ -254,8 +257,28 @@ async function load(modelsUrl, requestedBackend) {
     }
   }
   sessions.classifier ??= await create(bytesOf.classifier, 'wasm');
-  state = { manifest, build, backend, where, create, sessions, runNet: createOrtRunner(ort, sessions) };
+  const runLoaded = createOrtRunner(ort, sessions);
+  const runNet = async (name, data, dims) => {
+    if (!sessions[name] && later.includes(name)) await loadSecondLook();
+    return runLoaded(name, data, dims);
+  };
+  state = { manifest, build, backend, where, create, sessions, runNet };
   return { manifest, fromCache: allCached, runtime: { backend, threads: THREADS } };
+}
+
+/** The nets of the face finder's second look (manifest.face_detector.second_look), [] without one. */
+const secondLookNets = (manifest) => Object.values(manifest.face_detector.second_look?.nets ?? {});
+
+/**
+ * The second look's R-Net and O-Net (2 MB), read (from the cache or the network, checked like every model)
+ * the first time the stock nets find no face in a photo: a visit whose photos all have a face the stock nets
+ * find downloads them not at all. Quietly, without progress messages: the page is already saying "checking".
+ */
+async function loadSecondLook() {
+  const { where, create, sessions } = state;
+  const nets = secondLookNets(where.manifest).filter((net) => !sessions[net]);
+  const { bytesOf } = await readModels(nets, where, () => () => {});
+  for (const net of nets) sessions[net] ??= await create(bytesOf[net], 'wasm');
 }
 
 /** The webcam's classifier, loaded once, when the camera first starts: -> {fromCache} */

@@ -84,15 +84,21 @@ async function readManifest(models) {
   return manifest;
 }
 
-/** Sessions over the model folder's files, as worker.js opens them on wasm (the live classifier is the
- * int8 graph, with its own weights). */
-async function ortRunner(models, names) {
+/** Sessions over the model folder's files, as worker.js opens them on wasm: every face detector net of the
+ * manifest, and these classifiers (the live classifier is the int8 graph, with its own weights). */
+async function ortRunner(models, classifiers) {
   const ort = await import('onnxruntime-web');
   ort.env.wasm.numThreads = 1;
-  const { classifier } = await readManifest(models);
-  const files = { classifier: classifier.file, classifier_live: classifier.webcam.file };
+  const { classifier, face_detector: detector } = await readManifest(models);
+  const files = {
+    classifier: classifier.file,
+    classifier_live: classifier.webcam.file,
+    ...Object.fromEntries(Object.entries(detector.nets).map(([name, net]) => [name, net.file])),
+  };
   const sessions = {};
-  for (const name of names) sessions[name] = await ort.InferenceSession.create(join(models, files[name] ?? `${name}.onnx`));
+  for (const name of [...Object.keys(detector.nets), ...classifiers]) {
+    sessions[name] = await ort.InferenceSession.create(join(models, files[name]));
+  }
   return createOrtRunner(ort, sessions);
 }
 
@@ -105,14 +111,14 @@ const toList = (tensor) => {
 const ops = {
   calls: async ({ calls: list }) => list.map(({ fn, args }) => calls[fn](args)),
   detect: async ({ models, settings, photos }) => {
-    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet']);
+    const runNet = await ortRunner(models, []);
     const results = [];
     for (const photo of photos) results.push(await findFaces(decodeImage(photo), runNet, settings));
     return results;
   },
   live: async ({ models, frames }) => {
     const manifest = await readManifest(models);
-    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier_live']);
+    const runNet = await ortRunner(models, ['classifier_live']);
     const results = [];
     for (const frame of frames) {
       const image = decodeImage(frame);
@@ -127,7 +133,7 @@ const ops = {
   },
   analyse: async ({ models, photos }) => {
     const manifest = await readManifest(models);
-    const runNet = await ortRunner(models, ['pnet', 'rnet', 'onet', 'classifier']);
+    const runNet = await ortRunner(models, ['classifier']);
     const results = [];
     for (const { image, whole_image: wholeImage } of photos) {
       const faces = await analysePhoto(decodeImage(image), { manifest, runNet, wholeImage });

@@ -111,16 +111,18 @@ test('wholePhotoBoxes are centred squares of the shorter side, the longer side a
   assert.deepEqual(wholePhotoBoxes(50, 30)[0], [0, 10, 30, 40]);
 });
 
+/** P-Net's outputs for an input of these dims with no face anywhere. */
+function pnetFindingNothing([, , h, w]) {
+  const cells = (Math.floor((h - 3) / 2) - 3) * (Math.floor((w - 3) / 2) - 3);
+  return { box_offsets: { data: new Float32Array(4 * cells), dims: [1, 4, cells, 1] },
+    probabilities: { data: new Float32Array(2 * cells), dims: [1, 2, cells, 1] } };
+}
+
 test('findFaces asks O-Net about the whole-photo squares when the cascade finds nothing', async () => {
   const calls = [];
   const runNet = async (name, data, dims) => {
     calls.push({ name, dims });
-    if (name === 'pnet') {
-      const [, , h, w] = dims;
-      const cells = (Math.floor((h - 3) / 2) - 3) * (Math.floor((w - 3) / 2) - 3);
-      return { box_offsets: { data: new Float32Array(4 * cells), dims: [1, 4, cells, 1] },
-        probabilities: { data: new Float32Array(2 * cells), dims: [1, 2, cells, 1] } };
-    }
+    if (name === 'pnet') return pnetFindingNothing(dims);
     const n = dims[0];
     const faceProbability = [0.6, 0.3, 0.3];
     return { box_offsets: { data: new Float32Array(4 * n), dims: [n, 4] },
@@ -136,6 +138,32 @@ test('findFaces asks O-Net about the whole-photo squares when the cascade finds 
   assert.equal(face.score, Math.fround(0.6));
   assert.deepEqual(await findFaces(image, runNet, { ...settings, fallback_threshold: 0.7 }), []);
   assert.deepEqual(await findFaces(image, runNet, { ...settings, fallback_threshold: null }), []);
+});
+
+test('findFaces takes the second look with its own R-Net and O-Net only where the stock nets find nothing', async () => {
+  const calls = [];
+  // P-Net finds no face; the whole-photo O-Net step says 0.6 to the stock O-Net, 0.9 to the second look's.
+  const runNet = async (name, data, dims) => {
+    calls.push(name);
+    if (name === 'pnet') return pnetFindingNothing(dims);
+    const n = dims[0];
+    const p = name === 'onet_masked' ? 0.9 : 0.6;
+    return { box_offsets: { data: new Float32Array(4 * n), dims: [n, 4] },
+      landmarks: { data: new Float32Array(10 * n).fill(0.5), dims: [n, 10] },
+      probabilities: { data: Float32Array.from({ length: 2 * n }, (_, k) => (k % 2 ? p : 1 - p)), dims: [n, 2] } };
+  };
+  const image = { width: 40, height: 30, data: new Uint8ClampedArray(40 * 30 * 3).fill(90) };
+  const secondLook = { nets: { rnet: 'rnet_masked', onet: 'onet_masked' }, weights: 'w', when: 'w' };
+  const settings = {
+    min_face_size: 20, thresholds: [0.6, 0.7, 0.7], factor: 0.709, padding: 0.25, second_look: secondLook,
+  };
+  const [face] = await findFaces(image, runNet, { ...settings, fallback_threshold: 0.8 });
+  assert.equal(face.score, Math.fround(0.9));
+  assert.deepEqual(calls.filter((name) => name !== 'pnet'), ['onet', 'onet_masked']);
+  calls.length = 0;
+  const [stockFace] = await findFaces(image, runNet, { ...settings, fallback_threshold: 0.5 });
+  assert.equal(stockFace.score, Math.fround(0.6));
+  assert.deepEqual(calls.filter((name) => name !== 'pnet'), ['onet']);
 });
 
 test('createOrtRunner feeds the session input by name and returns plain tensors', async () => {
