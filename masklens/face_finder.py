@@ -34,11 +34,11 @@ class DetectionRule:
     second_look: tuple[str, str] | None = None
 
     def detector(self, model_dir: str | Path, session_options: ort.SessionOptions | None = None) -> FaceDetector:
-        settings = (model_dir, self.min_face_size, self.thresholds, self.factor, session_options)
-        second_look = None
-        if self.second_look is not None:
-            second_look = FaceDetector(*settings, files=dict(zip(("rnet", "onet"), self.second_look)))
-        return FaceDetector(*settings, second_look=second_look)
+        detector = FaceDetector(model_dir, self.min_face_size, self.thresholds, self.factor, session_options)
+        if self.second_look is not None:  # P-Net shared
+            files = dict(zip(("rnet", "onet"), self.second_look))
+            detector.second_look = detector.with_nets(model_dir, files, session_options)
+        return detector
 
     def find(self, detector: FaceDetector, rgb: np.ndarray, min_face_size: float | None = None) -> list[Face]:
         """``find_faces`` with this rule; ``min_face_size`` replaces the detector's for this photo."""

@@ -38,6 +38,7 @@ a box whose clipped crop is empty is dropped (facenet raises an error).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,6 +229,10 @@ def place_landmarks(boxes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 # --- the cascade --------------------------------------------------------------------------------
 
 
+def _open(path: Path, session_options: ort.SessionOptions | None) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), sess_options=session_options, providers=["CPUExecutionProvider"])
+
+
 class FaceDetector:
     """The three ONNX nets and the cascade's settings (defaults are facenet-pytorch's)."""
 
@@ -238,23 +243,25 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         factor: float = 0.709,
         session_options: ort.SessionOptions | None = None,
-        files: Mapping[str, str] | None = None,
-        second_look: FaceDetector | None = None,
     ):
-        """``files``: a net's file in ``model_dir`` where it is not ``<net>.onnx``; ``second_look``: the cascade
-        ``masklens.face_finder.find_faces`` runs where this one finds no face."""
         model_dir = Path(model_dir)
-        files = {name: f"{name}.onnx" for name in NET_NAMES} | dict(files or {})
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
-        self.sessions = {
-            name: ort.InferenceSession(
-                str(model_dir / files[name]), sess_options=session_options, providers=["CPUExecutionProvider"]
-            )
-            for name in NET_NAMES
-        }
-        self.second_look = second_look
+        self.sessions = {name: _open(model_dir / f"{name}.onnx", session_options) for name in NET_NAMES}
+        # The cascade masklens.face_finder.find_faces runs where this one finds no face (DetectionRule.detector).
+        self.second_look: FaceDetector | None = None
+
+    def with_nets(
+        self, model_dir: str | Path, files: Mapping[str, str], session_options: ort.SessionOptions | None = None
+    ) -> FaceDetector:
+        """This cascade with the nets in ``files`` (net -> file in ``model_dir``) in place of its own; it shares
+        the others' sessions."""
+        other = copy.copy(self)
+        opened = {net: _open(Path(model_dir) / file, session_options) for net, file in files.items()}
+        other.sessions = {**self.sessions, **opened}
+        other.second_look = None
+        return other
 
     def run(self, net: str, images: np.ndarray) -> dict[str, np.ndarray]:
         """Runs one net on a float32 [N, 3, h, w] batch; returns its outputs by name."""
