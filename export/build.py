@@ -74,9 +74,7 @@ class ExportConfig:
     split: str = field(
         default="holdout", metadata={"help": "split the weight formats and the int8 live graph are checked on"}
     )
-    calibration_split: str = field(
-        default="train", metadata={"help": "split whose faces set the int8 live graph's ranges"}
-    )
+    calibration_split: str = field(default="train", metadata={"help": "split setting the int8 live graph's ranges"})
     calibration_per_class: int = 64
     real_data: str = field(default="../shared/data", metadata={"help": "root of the real sets below"})
     real_sets: tuple[str, ...] = field(
@@ -110,6 +108,7 @@ class ExportConfig:
         },
     )
     threads: int = 0
+    mirror_average: bool = field(default=True, metadata={"help": "answer with the mean over a face and its mirror"})
     live_checkpoint: str = field(
         default="",
         metadata={
@@ -150,8 +149,8 @@ def compare_formats(
         path = work / f"classifier-{weights}.onnx"
         started = time.perf_counter()
         export_classifier(model, path, TARGET_LAYERS, batch_size=None, weights=weights)
-        export_seconds = time.perf_counter() - started
-        entry = {"bytes": path.stat().st_size, "export_seconds": round(export_seconds, 1), "sets": {}, "failures": []}
+        seconds = round(time.perf_counter() - started, 1)
+        entry = {"bytes": path.stat().st_size, "export_seconds": seconds, "sets": {}, "failures": []}
         for name, faces in sets.items():
             outputs = run_split(path, faces, config.threads)
             probabilities = softmax(outputs["logits"])
@@ -184,6 +183,7 @@ def build(config: ExportConfig) -> dict:
 
     checkpoint = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(checkpoint)
+    model.mirror_average = config.mirror_average
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The split both checks run on: the weight formats against fp32, the int8 webcam graph against the full one.
@@ -214,6 +214,7 @@ def build(config: ExportConfig) -> dict:
         "preprocessing": description["preprocessing"],
         "weights": chosen,
         "opset": description["opset"],
+        "mirror_average": description["mirror_average"],
         "webcam": webcam,
         "gpu": {
             "file": GPU_CLASSIFIER_FILE,

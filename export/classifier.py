@@ -17,6 +17,11 @@ upsampled with ``masklens.gradcam.upsample_cam`` exactly as pytorch_grad_cam doe
 
 N is a dynamic axis when ``batch_size=None``; otherwise it is fixed to ``batch_size``, which gives
 a graph with static shapes.
+
+A model with ``mirror_average`` set is exported with its answer averaged over each image and its mirror
+image (``training.model.MirrorPair``): the trunk runs on a batch of 2N inside the graph, and each
+``L_activations`` is [N, 2C, h, w] (the image's channels, then its mirror's flipped back), ``L_weights``
+[N, 3, 2C]; the Grad-CAM formula above is unchanged.
 """
 
 from __future__ import annotations
@@ -114,6 +119,11 @@ def _gradcam_function(model: MaskClassifier, target_layers: Sequence[str]):
     classes = len(model.classes)
 
     def run(image: torch.Tensor):
+        if model.mirror_average:
+            return _mirror_averaged(looks(torch.cat([image, image.flip(-1)])), image.shape[0])
+        return looks(image)
+
+    def looks(image: torch.Tensor):
         head_gradient = _head_gradient(model)
         activations, weights = {}, {}
         if traced:
@@ -140,6 +150,19 @@ def _gradcam_function(model: MaskClassifier, target_layers: Sequence[str]):
         return (logits, reason_logits, *[t for layer in target_layers for t in (activations[layer], weights[layer])])
 
     return run
+
+
+def _mirror_averaged(outputs: tuple[torch.Tensor, ...], n: int) -> tuple[torch.Tensor, ...]:
+    """The outputs for a batch [images; mirror images] -> a mirror-averaged model's for the n images (see
+    ``training.model.MirrorPair``): the mean of the two halves' logits; per target layer, each image's
+    activations beside its mirror's flipped back into line, and the channel weights of the mean logits'
+    gradient, half of each half's (a spatial mean is the same flipped or not)."""
+    logits, reason_logits, *layers = outputs
+    averaged = [(logits[:n] + logits[n:]) / 2, (reason_logits[:n] + reason_logits[n:]) / 2]
+    for activations, weights in zip(layers[::2], layers[1::2]):
+        averaged.append(torch.cat([activations[:n], activations[n:].flip(-1)], 1))
+        averaged.append(torch.cat([weights[:n], weights[n:]], 2) / 2)
+    return tuple(averaged)
 
 
 def _trace(
@@ -248,6 +271,7 @@ def export_classifier(
         "preprocessing": model.preprocessing.to_dict(),
         "opset": OPSET,
         "weights": weights,
+        "mirror_average": model.mirror_average,
     }
 
 
@@ -302,26 +326,27 @@ def export_sharing_weights(
         proto = onnx.load(scratch)
     finally:
         scratch.unlink(missing_ok=True)
-    stored = {tensor.name: tensor for tensor in full.graph.initializer}
+    stored = {tensor.name: (list(tensor.dims), tensor.data_type) for tensor in full.graph.initializer}
     blob = full_path.read_bytes()
     searched_from = 0
     tensors = []
     for tensor in proto.graph.initializer:
-        source = stored.get(tensor.name)
-        if source is None or list(source.dims) != list(tensor.dims) or source.data_type != tensor.data_type:
-            tensors.append(tensor)  # a constant of this graph only (e.g. a folded shape): small, kept inline
-            continue
-        array = numpy_helper.to_array(source)
+        # Found by its own bytes, never by name alone: the exporter names constants val_N in each graph
+        # afresh, so one name can hold different values in the two graphs.
+        array = numpy_helper.to_array(tensor)
         data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()  # ONNX stores little-endian
         if len(data) < INLINE_BYTES:
-            tensors.append(source)
+            tensors.append(tensor)
             continue
         # Tensors are stored in graph order, so the next one is usually found right after the last.
         offset = blob.find(data, searched_from)
         if offset < 0:
             offset = blob.find(data)
-        if offset < 0:
+        if offset < 0 and stored.get(tensor.name) == (list(tensor.dims), tensor.data_type):
             raise ValueError(f"{tensor.name}: its bytes are not stored contiguously in {full_path}")
+        if offset < 0:
+            tensors.append(tensor)  # a constant of this graph only (e.g. a folded shape), kept inline
+            continue
         searched_from = offset + len(data)
         reference = onnx.TensorProto(
             name=tensor.name, dims=tensor.dims, data_type=tensor.data_type, data_location=onnx.TensorProto.EXTERNAL

@@ -35,7 +35,9 @@ def load_student(config, checkpoint: dict):
                 f"--live-checkpoint {config.live_checkpoint}: its {key} {student[key]} differ from "
                 f"{config.checkpoint}'s {checkpoint[key]}"
             )
-    return student, model_from_checkpoint(student)
+    model = model_from_checkpoint(student)
+    model.mirror_average = config.mirror_average
+    return student, model
 
 
 def export_student(student, out_dir: Path, inputs: np.ndarray, threads: int):

@@ -34,16 +34,16 @@ food_run=${11:-runs/real-wear-neck-food}
 data=../shared/data
 bin=.venv/bin
 
-evaluate() {  # checkpoint, results folder
-  "$bin/masklens" eval --checkpoint "$1" --split holdout --out-dir "$2"
-  "$bin/masklens" eval --checkpoint "$1" --mask-folder "$data/real-photos/test" --name real-photos --out-dir "$2"
-  "$bin/masklens" eval --checkpoint "$1" --folder "$data/real-video-frames" --name real-video-frames --out-dir "$2"
+evaluate() {  # checkpoint, results folder, masklens eval flags
+  "$bin/masklens" eval --checkpoint "$1" --split holdout --out-dir "$2" "${@:3}"
+  "$bin/masklens" eval --checkpoint "$1" --mask-folder "$data/real-photos/test" --name real-photos --out-dir "$2" "${@:3}"
+  "$bin/masklens" eval --checkpoint "$1" --folder "$data/real-video-frames" --name real-video-frames --out-dir "$2" "${@:3}"
 }
-take() {  # run folder, name: copies the run's model and logs, evaluates it
+take() {  # run folder, name, masklens eval flags: copies the run's model and logs, evaluates it
   mkdir -p models "results/$2"
   cp "$1/model.pt" "models/$2.pt"
   cp "$1/history.json" "$1/config.json" "results/$2/"
-  evaluate "models/$2.pt" "results/$2"
+  evaluate "models/$2.pt" "results/$2" "${@:3}"
 }
 assess() {  # run folder, name: the run's logs and evaluation, its weights left in the run folder
   mkdir -p "results/$2"
@@ -66,7 +66,8 @@ fi
 [ -f "$slim_run/model.pt" ] && take "$slim_run" live-student-slim
 [ -f "$wear_run/model.pt" ] && take "$wear_run" real-wear
 [ -f "$placements_run/model.pt" ] && assess "$placements_run" real-wear-placements
-[ -f "$neck_run/model.pt" ] && take "$neck_run" real-wear-neck
+# The shipped model answers with the mean over each face and its mirror image (masklens export's default).
+[ -f "$neck_run/model.pt" ] && take "$neck_run" real-wear-neck --mirror-average true
 [ -f "$food_run/model.pt" ] && assess "$food_run" real-wear-neck-food
 
 "$bin/masklens" export-detector --out-dir build/detector
@@ -78,7 +79,7 @@ fi
 
 # Before: the MaskedFace-Net-only model through the same face finder, end to end.
 if [ -f models/default.pt ]; then
-  "$bin/masklens" export --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32
+  "$bin/masklens" export --checkpoint models/default.pt --out-dir build/onnx-default --weights fp32 --mirror-average false
   "$bin/masklens" eval-real --models build/onnx-default --out results/default/metrics-end-to-end.json
 fi
 
@@ -93,7 +94,7 @@ for entry in real:models/real.pt "real-webcam:$webcam_run/model.pt" real-soup:mo
              "real-wear-placements:$placements_run/model.pt" "real-wear-neck-food:$food_run/model.pt"; do
   preset=${entry%%:*} checkpoint=${entry#*:}
   [ -f "$checkpoint" ] && [ "$preset" != "$shipped" ] || continue
-  "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32
+  "$bin/masklens" export --checkpoint "$checkpoint" --out-dir "build/onnx-$preset" --weights fp32 --mirror-average false
   "$bin/masklens" eval-real --models "build/onnx-$preset" --out "results/$preset/metrics-end-to-end.json"
 done
 keep=()  # the committed classifier.onnx stays byte for byte if this export reproduces it
@@ -109,6 +110,17 @@ printf '{\n  "preset": "%s"\n}\n' "$shipped" > results/shipped.json
 # build/faces-neck, from masklens faces).
 case $shipped in real-wear*) "$bin/masklens" calibrate --models models/onnx ;; esac
 [ "$shipped" = default ] || "$bin/masklens" eval-real --models models/onnx --out "results/$shipped/metrics-end-to-end.json"
+# The shipped checkpoint with one look (no mirror image), for the Results page's comparison.
+if [ "$shipped" = real-wear-neck ]; then
+  "$bin/masklens" eval --checkpoint "models/$shipped.pt" --split holdout --name holdout-one-look \
+    --out-dir "results/$shipped" --figures false
+  "$bin/masklens" export --checkpoint "models/$shipped.pt" --out-dir build/onnx-one-look --mirror-average false \
+    --metrics "results/$shipped/metrics-holdout-one-look.json" --second-look-weights models/mtcnn-masked.pt \
+    --compression-report build/onnx-one-look/compression.json
+  "$bin/masklens" calibrate --models build/onnx-one-look --out build/onnx-one-look/calibration.json \
+    --figure build/onnx-one-look/reliability.png
+  "$bin/masklens" eval-real --models build/onnx-one-look --out "results/$shipped/metrics-end-to-end-one-look.json"
+fi
 "$bin/masklens" synth --faces build/faces-neck/index.json
 "$bin/masklens" benchmark --models models/onnx
 # Ablation: the real recipe started from the flips-only default (runs/real-from-default), evaluated alike.

@@ -12,7 +12,9 @@ written into the JSON for the Results page):
   in onnxruntime and, given a site, in the browser (``studies.browser_timing``: 1 thread not isolated, 2
   with the service worker's cross-origin isolation); and the compute floor, the graph's matrix work over
   this machine's peak matrix throughput on as many threads (``studies.compute_floor``). Ratios from the
-  same run: browser / onnxruntime (goal ≤ 2) and onnxruntime / floor (goal ≤ 3).
+  same run: browser / onnxruntime (goal ≤ 2) and onnxruntime / floor (goal ≤ 3). Given
+  ``reference_classifier`` (an earlier release's photo graph), that graph is timed the same way in the same
+  isolated page, right after the shipped one: a like-for-like comparison across releases.
 - ``photo_to_result``: a 12-megapixel photo (4000 x 3000) of 3 real faces, made at run time from the shared
   data (never stored), from the app's file input to all labels and the first heatmap drawn (goal ≤ 1 s).
 - ``memory``: the browser tab's peak on that photo and on a 9000 x 9000 one; ``masklens predict``'s peak
@@ -31,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -42,7 +45,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from masklens.cli import parse_config
-from masklens.files import IMAGE_SUFFIXES, write_json
+from masklens.files import IMAGE_SUFFIXES, sha256_of, write_json
 from masklens.machine import cpu_name, cpu_vector_extensions
 from masklens.predict import Predictor, open_photo, session_options
 
@@ -60,6 +63,7 @@ GOALS = {
 # photo's three faces.
 THREE_FACES = ("without_mask_00002.jpg", "without_mask_00006.jpg", "without_mask_00012.jpg")
 THREAD_COUNTS = (1, 2)
+REFERENCE_FILE = "reference-classifier.onnx"  # --reference-classifier's name in the served models folder
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,13 @@ class BenchmarkConfig:
     video_fps: int = 1
     train_steps: int = field(default=4, metadata={"help": "timed training steps (bf16 throughput); 0 skips"})
     train_batch_size: int = field(default=0, metadata={"help": "training batch; 0: the shipped recipe's"})
+    reference_classifier: str = field(
+        default="",
+        metadata={
+            "help": "another photo graph with the same input, timed in the browser beside the shipped one, e.g. an "
+            "earlier release's (docs: Reproduce); '' skips"
+        },
+    )
     out: str = "results/benchmark.json"
 
 
@@ -180,7 +191,9 @@ def classifier_timings(config: BenchmarkConfig, models: Path, manifest: dict) ->
     image = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     checkpoint = shipped_checkpoint(config)
     # The export's Grad-CAM function on the model as exported (batch norms folded): the graph's outputs.
-    model = _fold_batch_norms(model_from_checkpoint(load_checkpoint(checkpoint)))
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    model.mirror_average = classifier["mirror_average"]
+    model = _fold_batch_norms(model)
     gradcam = _gradcam_function(model, classifier["target_layers"])
     flops = graph_flops(graph)
     out = {"checkpoint": str(checkpoint), "graph": classifier["file"], "flops": flops, "threads": {}}
@@ -235,7 +248,9 @@ def browser_measurements(config: BenchmarkConfig, manifest: dict, photos: dict[s
     from .browser_timing import classifier_run_ms, open_app, photo_to_result, tab_memory
     from .chromium import CHROMIUM, CHROMIUM_ARGS, serving
 
-    browser_classifier, end_to_end = {}, None
+    browser_classifier, end_to_end, reference = {}, None, None
+    if config.reference_classifier:
+        shutil.copyfile(config.reference_classifier, Path(config.site) / "app" / "models" / REFERENCE_FILE)
     with serving(Path(config.site)) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -247,6 +262,13 @@ def browser_measurements(config: BenchmarkConfig, manifest: dict, photos: dict[s
                         page, runtime = open_app(context, base)  # isolated once the service worker runs
                     measured = classifier_run_ms(page, base, manifest, config.browser_repeats)
                     browser_classifier[str(measured["threads"])] = {**measured, "isolated": runtime["isolated"]}
+                    if workers == "allow" and config.reference_classifier:
+                        reference = {
+                            "file": config.reference_classifier,
+                            "sha256": sha256_of(config.reference_classifier),
+                            "bytes": Path(config.reference_classifier).stat().st_size,
+                            **classifier_run_ms(page, base, manifest, config.browser_repeats, REFERENCE_FILE),
+                        }
                     if workers == "allow":
                         end_to_end = {
                             **photo_to_result(page, photos["4000x3000"], config.browser_repeats),
@@ -258,7 +280,9 @@ def browser_measurements(config: BenchmarkConfig, manifest: dict, photos: dict[s
             memory = {name: tab_memory(playwright, base, photo) for name, photo in photos.items()}
         finally:
             browser.close()
-    return {"browser_classifier": browser_classifier, "photo_to_result": end_to_end, "memory": {"browser": memory}}
+            (Path(config.site) / "app" / "models" / REFERENCE_FILE).unlink(missing_ok=True)
+    measured = {"browser_classifier": browser_classifier, "photo_to_result": end_to_end, "memory": {"browser": memory}}
+    return {**measured, "browser_classifier_reference": reference} if reference else measured
 
 
 def training_throughput(config: BenchmarkConfig) -> dict:

@@ -72,8 +72,9 @@ def open_app(context, base: str):
     return page, {"threads": threads, "isolated": page.evaluate("crossOriginIsolated")}
 
 
-def classifier_run_ms(page, base: str, manifest: dict, repeats: int) -> dict:
-    """The photo classifier's onnxruntime-web run at batch 1 in the page's app worker (CLASSIFIER_RUNS)."""
+def classifier_run_ms(page, base: str, manifest: dict, repeats: int, file: str = "") -> dict:
+    """The photo classifier's onnxruntime-web run at batch 1 in the page's app worker (CLASSIFIER_RUNS);
+    ``file``: another graph in the site's models folder with the same input, in its place."""
     (worker,) = [w for w in page.workers if w.url.endswith("/js/worker.js")]
     classifier = manifest["classifier"]
     result = worker.evaluate(
@@ -81,7 +82,7 @@ def classifier_run_ms(page, base: str, manifest: dict, repeats: int) -> dict:
         [
             f"{base}/app/ort/ort.wasm.min.mjs",
             f"{base}/app/js/ortoptions.js",
-            f"{base}/app/models/{classifier['file']}",
+            f"{base}/app/models/{file or classifier['file']}",
             classifier["input"]["name"],
             classifier["preprocessing"]["size"],
             repeats,

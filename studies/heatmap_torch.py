@@ -34,15 +34,17 @@ HEAD_MODULES = ("last_linear", "last_bn", "logits")
 
 
 def load_network(checkpoint: str, manifest: dict, models: Path):
-    """The checkpoint the graphs were exported from (its sha256 must be the manifest's), in eval mode;
-    ``checkpoint`` empty: the manifest's, in the folder above ``models``."""
+    """The checkpoint the graphs were exported from (its sha256 must be the manifest's), in eval mode and
+    mirror-averaged as the graphs are; ``checkpoint`` empty: the manifest's, in the folder above ``models``."""
     from training.checkpoint import load_checkpoint, model_from_checkpoint
 
     shipped = manifest["checkpoint"]
     path = Path(checkpoint) if checkpoint else models.parent / shipped["file"]
     if sha256_of(path) != shipped["sha256"]:
         raise SystemExit(f"{path} is not the checkpoint {models}/manifest.json was exported from (sha256 differs)")
-    return model_from_checkpoint(load_checkpoint(path))
+    model = model_from_checkpoint(load_checkpoint(path))
+    model.mirror_average = manifest["classifier"]["mirror_average"]
+    return model
 
 
 def logits_only(model):
@@ -106,7 +108,7 @@ def gradcam_maps(model, inputs, classes: np.ndarray, layers: list[str]) -> dict[
     targets = [ClassifierOutputTarget(int(k)) for k in classes]
     maps = {}
     for layer in layers:
-        with GradCAM(model=network, target_layers=[getattr(model.backbone, layer)]) as cam:
+        with GradCAM(model=network, target_layers=[model.gradcam_layer(layer)]) as cam:
             maps[layer] = cam(input_tensor=inputs, targets=targets).astype(np.float32)
     return maps
 

@@ -149,6 +149,7 @@ def test_shipped_classifier_stays_within_bounds_of_fp32(tmp_path):
     from export.fidelity import agreement, failures
 
     model = model_from_checkpoint(load_checkpoint(CHECKPOINT))
+    model.mirror_average = json.loads((MODELS / "manifest.json").read_text())["classifier"]["mirror_average"]
     p = model.preprocessing
     samples = index_split(shared_data_or_skip("maskedface-net"), "holdout").samples[::12]
     sets = {

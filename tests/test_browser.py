@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from masklens.files import sha256_of
 from masklens.predict import Predictor, open_photo
 from studies.chromium import serving
 
@@ -520,6 +521,8 @@ def test_the_benchmark_measures_every_budget_in_the_browser_and_out(site, export
         "video-minutes": 0.05,
         "train-steps": 1,
         "train-batch-size": 2,
+        # Any graph with the classifier's input stands in for an earlier release's.
+        "reference-classifier": exported_models / "classifier.onnx",
         "out": out,
     }
     arguments = [item for name, value in flags.items() for item in (f"--{name}", str(value))]
@@ -535,6 +538,10 @@ def test_the_benchmark_measures_every_budget_in_the_browser_and_out(site, export
     tab = result["memory"]["browser"]
     assert set(tab) == {"4000x3000", "9000x9000"} and all(m["state"] == "result" for m in tab.values())
     assert all(m["renderer_peak_rss_bytes"] >= m["renderer_peak_rss_ready_bytes"] for m in tab.values())
+    reference = result["browser_classifier_reference"]
+    assert (reference["file"], reference["threads"]) == (str(flags["reference-classifier"]), 2)
+    assert reference["sha256"] == sha256_of(flags["reference-classifier"]) and reference["median_ms"] > 0
+    assert not (site / "app" / "models" / "reference-classifier.onnx").exists()  # the site is left as it was
     training = result["training"]
     assert (training["batch_size"], training["steps"], training["bf16"]) == (2, 1, True)
     assert set(result["visits"]) == {"photo", "first", "second"}

@@ -1,6 +1,7 @@
 """The exported ONNX classifier: its gradients against torch autograd, its Grad-CAM against
 pytorch_grad_cam, the graph's validity and the compressed weight formats."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from export.backward import (
     _max_pool2d_with_indices_backward,
     _threshold_backward,
 )
-from export.classifier import export_classifier, output_names
+from export.classifier import export_classifier, export_live_classifier, output_names
 from export.weights import INT8_MIN_VALUES, compress_weights, weight_format
 from masklens.gradcam import gradcam_from_outputs, upsample_cam
 from masklens.labels import CLASSES
@@ -56,6 +57,20 @@ def exported(model, tmp_path_factory):
     return path, export_classifier(model, path, LAYERS)
 
 
+@pytest.fixture(scope="module")
+def mirrored(model):
+    """The same model answering with the mean over each image and its mirror image."""
+    mirrored = copy.deepcopy(model)
+    mirrored.mirror_average = True
+    return mirrored
+
+
+@pytest.fixture(scope="module")
+def exported_mirrored(mirrored, tmp_path_factory):
+    path = tmp_path_factory.mktemp("onnx") / "classifier-mirrored.onnx"
+    return path, export_classifier(mirrored, path, LAYERS)
+
+
 def session(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
@@ -74,7 +89,7 @@ def torch_reference(model, images: np.ndarray) -> dict[str, np.ndarray]:
     """The same outputs from the original (unfolded) torch model, gradients from autograd."""
     activations = {}
     handles = [
-        getattr(model.backbone, layer).register_forward_hook(
+        model.gradcam_layer(layer).register_forward_hook(
             lambda module, inputs, output, layer=layer: activations.__setitem__(layer, output)
         )
         for layer in LAYERS
@@ -109,7 +124,7 @@ class LogitsOnly(nn.Module):
 def assert_gradcam_matches(model, path: Path, images: np.ndarray) -> None:
     outputs = run(path, images)
     for layer in LAYERS:
-        with GradCAM(model=LogitsOnly(model), target_layers=[getattr(model.backbone, layer)]) as cam:
+        with GradCAM(model=LogitsOnly(model), target_layers=[model.gradcam_layer(layer)]) as cam:
             for k in range(len(CLASSES)):
                 expected = cam(input_tensor=torch.from_numpy(images), targets=[ClassifierOutputTarget(k)] * len(images))
                 coarse = gradcam_from_outputs(outputs[f"{layer}_activations"], outputs[f"{layer}_weights"], k)
@@ -206,6 +221,71 @@ def assert_close_to(reference: dict[str, np.ndarray], outputs: dict[str, np.ndar
     for name, expected in reference.items():
         error = np.abs(outputs[name] - expected).max() / np.abs(expected).max()
         assert error <= tolerance, f"{name}: {error}"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_mirror_averaged_outputs_match_torch_autograd(mirrored, exported_mirrored, batch):
+    """Grad-CAM of the mirror-averaged logits, at each layer's aligned pair (training.model.MirrorPair)."""
+    path, description = exported_mirrored
+    assert description["mirror_average"] is True
+    assert description["outputs"]["repeat_2_activations"] == ["batch", 2 * 896, 8, 8]
+    assert description["maps"] == {"block8": [3, 3], "repeat_2": [8, 8]}
+    images = random_images(batch, seed=10 + batch)
+    actual, expected = run(path, images), torch_reference(mirrored, images)
+    for name in ("logits", "reason_logits", "block8_activations", "repeat_2_activations"):
+        np.testing.assert_allclose(actual[name], expected[name], rtol=0, atol=1e-4, err_msg=name)
+    for layer in LAYERS:
+        name = f"{layer}_weights"
+        assert np.abs(actual[name] - expected[name]).max() <= 1e-4 * np.abs(expected[name]).max(), name
+
+
+def test_mirror_average_is_the_mean_of_two_looks(exported, exported_mirrored):
+    """The mirrored graph's logits are the plain graph's for the image and for its mirror image, averaged; its
+    maps are the mean of the two looks' Grad-CAM sums, the mirror's flipped back, before the ReLU."""
+    images = random_images(2, seed=3)
+    plain, mirror = run(exported[0], images), run(exported[0], images[..., ::-1].copy())
+    both = run(exported_mirrored[0], images)
+    np.testing.assert_allclose(both["logits"], (plain["logits"] + mirror["logits"]) / 2, rtol=0, atol=1e-4)
+    for layer in LAYERS:
+        for k in range(len(CLASSES)):
+            looks = [
+                np.einsum("nc,nchw->nhw", outputs[f"{layer}_weights"][:, k], outputs[f"{layer}_activations"])
+                for outputs in (plain, mirror)
+            ]
+            expected = np.maximum((looks[0] + looks[1][..., ::-1]) / 2, 0)
+            expected -= expected.min((1, 2), keepdims=True)
+            expected /= 1e-7 + expected.max((1, 2), keepdims=True)  # scaled per image, as pytorch_grad_cam does
+            actual = gradcam_from_outputs(both[f"{layer}_activations"], both[f"{layer}_weights"], k)
+            np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-3, err_msg=f"{layer}, class {k}")
+
+
+def test_mirror_averaged_model_answers_the_mean_of_two_looks(model, mirrored):
+    images = torch.from_numpy(random_images(2, seed=5))
+    with torch.no_grad():
+        looks = [model(images), model(images.flip(-1))]
+        both = mirrored(images)
+    for k, name in enumerate(("logits", "reason_logits")):
+        torch.testing.assert_close(both[k], (looks[0][k] + looks[1][k]) / 2, msg=name)
+    assert mirrored.state_dict().keys() == model.state_dict().keys()  # checkpoints are the same
+
+
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_a_graph_sharing_weights_computes_what_the_full_one_does(mirrored, tmp_path, weights):
+    """The webcam graph reads its weights from the full graph's file by byte offset. The exporter names small
+    constants val_N afresh in each graph, and in the mirrored int8 graphs one name holds a different scalar in
+    each: taken by name, the webcam graph's logits were inf."""
+    full = tmp_path / "classifier.onnx"
+    export_classifier(mirrored, full, LAYERS, weights=weights)
+    export_live_classifier(mirrored, full, tmp_path / "classifier-live.onnx")
+    images = random_images(2, seed=4)
+    expected = run(full, images)
+    live = dict(zip(output_names(("block8",)), session(tmp_path / "classifier-live.onnx").run(None, {"image": images})))
+    for name, value in live.items():
+        np.testing.assert_allclose(value, expected[name], rtol=0, atol=1e-4, err_msg=name)
+
+
+def test_mirror_averaged_gradcam_matches_pytorch_grad_cam(mirrored, exported_mirrored):
+    assert_gradcam_matches(mirrored, exported_mirrored[0], random_images(2, seed=8))
 
 
 def test_fp16_weights(exported, tmp_path):

@@ -43,6 +43,9 @@ class EvalConfig:
     batch_size: int = 64
     figures: bool = True
     mistakes: int = field(default=20, metadata={"help": "how many most confident mistakes to list"})
+    mirror_average: bool = field(
+        default=False, metadata={"help": "answer with the mean over each image and its mirror image (export)"}
+    )
 
 
 def _round(value, digits: int = 6):
@@ -161,6 +164,7 @@ def mask_metrics(has_mask: np.ndarray, probs: np.ndarray, names: list[str], mist
 def evaluate(config: EvalConfig) -> dict:
     checkpoint = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(checkpoint)
+    model.mirror_average = config.mirror_average
     torch.manual_seed(0)
     reason_head_trained = checkpoint["config"].get("reason_weight", 0) > 0
     header = {

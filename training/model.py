@@ -10,6 +10,10 @@ reductions, which do most of a shallow trunk's work); a wider model's weights st
 ``forward_features`` runs the convolutional trunk up to ``block8`` (the last conv block, the paper's
 Grad-CAM layer); ``forward_head`` maps its activations to the outputs. In eval mode the head is
 average pooling followed by affine maps, so it is linear in the ``block8`` activations.
+
+With ``mirror_average`` set, ``forward`` answers with the mean of the logits for the image and for its
+mirror image (test-time augmentation: a face's left and right are alike, so the two are two looks at one
+face), and ``gradcam_layer`` names where Grad-CAM reads that answer (``MirrorPair``).
 """
 
 from __future__ import annotations
@@ -182,6 +186,26 @@ FACENET_NORMALIZATION = dict(mean=(0.5, 0.5, 0.5), std=(128 / 255, 128 / 255, 12
 IDENTITY_NORMALIZATION = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
+class MirrorPair(nn.Module):
+    """Follows a trunk stage of a mirror-averaged model, whose batch is [images; mirror images]: joins each
+    image's activations with its mirror's, flipped back into line, side by side in channels (``aligned``, an
+    identity that Grad-CAM hooks), then parts them again; the values pass through unchanged.
+
+    The mirror-averaged logits are the mean of the two halves' logits, so their gradient at ``aligned`` is
+    half of each half's gradient, in line: Grad-CAM there is the mean of the two looks' Grad-CAM sums, the
+    mirror's flipped back, before the ReLU. The exported graph computes the same (``export.classifier``).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.aligned = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, channels = x.shape[0] // 2, x.shape[1]
+        joined = self.aligned(torch.cat([x[:n], x[n:].flip(-1)], 1))
+        return torch.cat([joined[:, :channels], joined[:, channels:].flip(-1)])
+
+
 class MaskClassifier(nn.Module):
     """Inception-ResNet-V1 trunk + 3-class head + incorrect-reason head.
 
@@ -206,6 +230,9 @@ class MaskClassifier(nn.Module):
         if widths != Widths():
             narrow(self.backbone, widths)
         self.reason_head = nn.Linear(self.backbone.last_linear.out_features, len(REASONS))
+        # Weightless, so checkpoints are the same with and without.
+        self.mirror_average = False
+        self.mirror_pairs = nn.ModuleDict({name: MirrorPair() for name in STAGES})
 
     def forward_until(self, x: torch.Tensor, stage: str) -> torch.Tensor:
         """Runs the trunk up to and including ``stage``."""
@@ -235,7 +262,18 @@ class MaskClassifier(nn.Module):
         return self.backbone.logits(embedding), self.reason_head(embedding)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_head(self.forward_features(x))
+        if not self.mirror_average:
+            return self.forward_head(self.forward_features(x))
+        n = x.shape[0]
+        features = torch.cat([x, x.flip(-1)])
+        for name in STAGES:
+            features = self.mirror_pairs[name](getattr(self.backbone, name)(features))
+        logits, reason_logits = self.forward_head(features)
+        return (logits[:n] + logits[n:]) / 2, (reason_logits[:n] + reason_logits[n:]) / 2
+
+    def gradcam_layer(self, stage: str) -> nn.Module:
+        """The module whose output and gradient Grad-CAM reads for the trunk stage ``stage``."""
+        return self.mirror_pairs[stage].aligned if self.mirror_average else getattr(self.backbone, stage)
 
 
 def build_model(
